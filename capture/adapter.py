@@ -1,0 +1,96 @@
+"""What the core offers adapters, and what an adapter offers the core.
+
+An adapter is a class registered under the entry-point group ``vcon_capture.adapters``
+(see pyproject.toml); the CLI finds it there, so the core never imports an adapter. It
+declares its settings as a frozen dataclass built with :func:`capture.settings.setting`,
+and it talks to the core only through the :class:`Capture` it is given: events go in
+with ``emit``, audio goes into recordings from ``open_recording``.
+"""
+
+from __future__ import annotations
+
+import abc
+from datetime import datetime
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Protocol
+
+from capture.events import CaptureEvent
+from capture.recording import StreamRecording
+
+ADAPTER_GROUP = "vcon_capture.adapters"
+COMMAND_GROUP = "vcon_capture.commands"
+
+
+class Capture(Protocol):
+    """The pipeline as an adapter sees it."""
+
+    @property
+    def accepting(self) -> bool:
+        """False once shutdown began: refuse new calls (SIP 503, WHIP 503)."""
+
+    def now(self) -> datetime:
+        """The current time, aware UTC."""
+
+    def emit(self, event: CaptureEvent) -> None:
+        """Hand over an event; safe to call from any thread."""
+
+    def vcon_uuid(self, call_id: str) -> str | None:
+        """The uuid of the vCon a started call will become."""
+
+    def open_recording(self, call_id: str, stream_id: str, party: str, sample_rate: int) -> StreamRecording:
+        """A timestamp-true mono recording for one party's stream of a started call.
+
+        The pipeline closes it when the call ends if the adapter has not.
+        """
+
+
+class Adapter(abc.ABC):
+    """One protocol's translator into capture events."""
+
+    name: ClassVar[str]
+    "Command name and config section: sip, webrtc, ami."
+    summary: ClassVar[str]
+    "One line for --help."
+    settings_class: ClassVar[type]
+    "Frozen dataclass of this adapter's settings."
+
+    def __init__(self, settings: Any, capture: Capture) -> None:
+        self.settings = settings
+        self.capture = capture
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Bind sockets and begin taking calls; raise StartupError if that is impossible."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop taking calls and end every active call with CallEnded."""
+
+    def describe(self) -> str:
+        """Where it listens, for the startup log line."""
+        return self.name
+
+
+def _load_group(group: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Objects registered under an entry-point group, and those that failed to load, with why.
+
+    A broken plugin must not take the others down: it is reported, not raised.
+    """
+    found: dict[str, Any] = {}
+    broken: dict[str, str] = {}
+    for ep in entry_points(group=group):
+        try:
+            found[ep.name] = ep.load()
+        except (ImportError, AttributeError) as exc:
+            broken[ep.name] = f"{type(exc).__name__}: {exc}"
+    return found, broken
+
+
+def installed_adapters() -> tuple[dict[str, type[Adapter]], dict[str, str]]:
+    """Adapter classes by name, and the adapters that failed to load."""
+    return _load_group(ADAPTER_GROUP)
+
+
+def installed_commands() -> tuple[dict[str, Any], dict[str, str]]:
+    """Extra commands (``main(argv) -> int`` callables with a ``summary``) by name, and the broken ones."""
+    return _load_group(COMMAND_GROUP)

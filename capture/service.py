@@ -1,0 +1,116 @@
+"""Runs adapters and the pipeline as a service, with uvicorn-style shutdown.
+
+The first SIGTERM/SIGINT stops taking new calls, ends the active ones into vCons and
+flushes the spool within ``shutdown_grace_s``; a second one exits at once, leaving the
+call journals for recovery at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+
+from capture.adapter import Adapter
+from capture.atomic import ensure_dir
+from capture.config import Config
+from capture.errors import ConfigError, StartupError
+from capture.mixdown import MediaPolicy
+from capture.pipeline import Pipeline
+from capture.recovery import recover_calls
+from capture.sinks import Sink
+from capture.sinks.conserver import ConserverSink
+from capture.sinks.directory import DirectorySink
+from capture.spool import Spool
+from capture.vcon.syntax import SYNTAXES
+
+log = logging.getLogger(__name__)
+
+FORCED_EXIT = 1
+
+
+def _usable_dir(path: Path, setting: str) -> Path:
+    try:
+        ensure_dir(path)
+    except OSError as exc:
+        raise ConfigError(setting, f"cannot create directory {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(setting, f"directory {path} is not writable")
+    return path
+
+
+def build_pipeline(config: Config) -> Pipeline:
+    """The pipeline with its spool and sinks, directories checked."""
+    core = config.core
+    out = _usable_dir(core.out, "out")
+    state = _usable_dir(core.state_dir, "state_dir")
+    media_dir = _usable_dir(core.media_dir, "media_dir") if core.media_dir else out
+    sinks: list[Sink] = [DirectorySink(out)]
+    if core.conserver_url:
+        sinks.append(
+            ConserverSink(
+                core.conserver_url,
+                token=config.conserver_token,
+                ingress_lists=core.ingress_lists,
+                timeout_s=core.delivery_timeout_s,
+            )
+        )
+    return Pipeline(
+        state_dir=state,
+        domain=core.uuid_domain,
+        syntax=SYNTAXES[core.syntax],
+        media=MediaPolicy(layout=core.layout, url_base=core.media_url_base, media_dir=media_dir),
+        spool=Spool(state / "spool"),
+        sinks=sinks,
+        retry_max_s=core.retry_max_s,
+    )
+
+
+async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) -> int:
+    """Run until signalled; returns the process exit code."""
+    pipeline = build_pipeline(config)
+    await pipeline.start()
+    recovered = await recover_calls(pipeline)
+    if recovered:
+        log.info("recovered %d interrupted calls", recovered)
+    adapters = [adapter_classes[name](settings, pipeline) for name, settings in config.adapters.items()]
+    started: list[Adapter] = []
+    try:
+        for adapter in adapters:
+            await adapter.start()
+            started.append(adapter)
+    except StartupError:
+        for adapter in started:
+            await adapter.stop()
+        await pipeline.aclose()
+        raise
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stopping.is_set():
+            log.warning("second signal: exiting now; in-flight calls are recovered at the next start")
+            os._exit(FORCED_EXIT)
+        stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    log.info(
+        "ready",
+        extra={"adapters": ", ".join(a.describe() for a in started), "out": str(config.core.out)},
+    )
+    await stopping.wait()
+    log.info("shutting down: no new calls")
+    pipeline.stop_accepting()
+    for adapter in started:
+        await adapter.stop()
+    if not await pipeline.drain(config.core.shutdown_grace_s):
+        log.warning("shutdown grace expired with %d vCons undelivered (kept in the spool)", pipeline.spool.depth())
+    await pipeline.aclose()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    return 0

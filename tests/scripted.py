@@ -1,0 +1,136 @@
+"""A scripted adapter: it plays call scenarios into the core exactly as a protocol adapter would.
+
+It stands in for SIP/WebRTC/AMI in the core's own tests (those adapters have their own
+tests with real peers). Run as a process to test the service end to end, including kills:
+``python tests/scripted.py SCENARIO [core flags...]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from audiocheck import voice_like  # noqa: E402
+
+from capture import events as ev  # noqa: E402
+from capture.adapter import Adapter, Capture  # noqa: E402
+from capture.settings import setting  # noqa: E402
+
+RATE = 8000
+FRAME = 160
+
+
+def pcm(seconds: float, seed: int) -> np.ndarray:
+    return (voice_like(seconds, RATE, seed) * 32767).astype(np.int16)
+
+
+def play(capture: Capture, call_id: str, party: str, audio: np.ndarray, at_offset_s: float, lost: set[int] = frozenset()) -> None:
+    """Write ``audio`` frame by frame as an RTP receiver would, skipping the ``lost`` frames."""
+    rec = capture.open_recording(call_id, f"{party}-leg", party, RATE)
+    anchor = capture.now() + timedelta(seconds=at_offset_s)
+    for i in range(0, len(audio) // FRAME):
+        if i in lost:
+            continue
+        rec.write_at(i * FRAME, audio[i * FRAME : (i + 1) * FRAME], at=anchor + timedelta(seconds=i * FRAME / RATE))
+
+
+async def answered(capture: Capture, call_id: str) -> None:
+    now = capture.now
+    capture.emit(ev.CallStarted(call_id=call_id, at=now(), source="scripted", session_id=("ab" * 16, "")))
+    capture.emit(ev.PartyJoined(call_id=call_id, at=now(), party="alice", tel="+15551230001", name="Alice"))
+    capture.emit(ev.PartyJoined(call_id=call_id, at=now(), party="bob", sip="sip:bob@example.com", name="Bob"))
+    capture.emit(ev.CallAnswered(call_id=call_id, at=now()))
+    play(capture, call_id, "alice", pcm(3.0, 1), 0.0, lost=set(range(50, 60)))
+    play(capture, call_id, "bob", pcm(2.5, 2), 0.5)
+    capture.emit(ev.DtmfReceived(call_id=call_id, at=now(), party="alice", digit="5", duration_s=0.1))
+    capture.emit(ev.HoldChanged(call_id=call_id, at=now(), party="bob", held=True))
+    capture.emit(ev.HoldChanged(call_id=call_id, at=now(), party="bob", held=False))
+    capture.emit(ev.AttachmentAdded(call_id=call_id, at=now(), purpose="sip-invite", mediatype="message/sip", body="INVITE sip:x SIP/2.0\r\n\r\n", party="alice"))
+    capture.emit(ev.CdrFields(call_id=call_id, at=now(), fields={"sip_call_id": call_id}))
+    capture.emit(ev.CallEnded(call_id=call_id, at=now() + timedelta(seconds=3), cause="normal clearing", ended_by="bob"))
+
+
+async def busy(capture: Capture, call_id: str) -> None:
+    now = capture.now
+    capture.emit(ev.CallStarted(call_id=call_id, at=now(), source="scripted"))
+    capture.emit(ev.PartyJoined(call_id=call_id, at=now(), party="alice", tel="+15551230001"))
+    capture.emit(ev.PartyJoined(call_id=call_id, at=now(), party="bob", tel="+15551230002"))
+    capture.emit(ev.CallEnded(call_id=call_id, at=now(), disposition=ev.Disposition.BUSY, cause="User busy"))
+
+
+async def transfer(capture: Capture, call_id: str) -> None:
+    now = capture.now
+    capture.emit(ev.CallStarted(call_id=call_id, at=now(), source="scripted"))
+    for key, tel in (("alice", "+15551230001"), ("bob", "+15551230002"), ("carol", "+15551230003")):
+        capture.emit(ev.PartyJoined(call_id=call_id, at=now(), party=key, tel=tel))
+    capture.emit(ev.CallAnswered(call_id=call_id, at=now()))
+    play(capture, call_id, "alice", pcm(2.0, 3), 0.0)
+    play(capture, call_id, "bob", pcm(1.0, 4), 0.0)
+    capture.emit(ev.Transferred(call_id=call_id, at=now(), transferee="alice", transferor="bob", target="carol"))
+    capture.emit(ev.PartyLeft(call_id=call_id, at=now(), party="bob"))
+    play(capture, call_id, "carol", pcm(1.0, 5), 1.0)
+    capture.emit(ev.CallEnded(call_id=call_id, at=now() + timedelta(seconds=2)))
+
+
+async def midcall(capture: Capture, call_id: str) -> None:
+    """A call that never ends: audio in real time until the process is killed."""
+    now = capture.now
+    capture.emit(ev.CallStarted(call_id=call_id, at=now(), source="scripted"))
+    capture.emit(ev.PartyJoined(call_id=call_id, at=now(), party="alice", tel="+15551230001"))
+    capture.emit(ev.CallAnswered(call_id=call_id, at=now()))
+    rec = capture.open_recording(call_id, "alice-leg", "alice", RATE)
+    audio = pcm(600.0, 6)
+    print(f"call started {capture.vcon_uuid(call_id)}", flush=True)
+    for i in range(len(audio) // FRAME):
+        rec.write_at(i * FRAME, audio[i * FRAME : (i + 1) * FRAME], at=now())
+        await asyncio.sleep(FRAME / RATE)
+
+
+SCENARIOS = {"answered": answered, "busy": busy, "transfer": transfer, "midcall": midcall}
+
+
+@dataclass(frozen=True)
+class ScriptedSettings:
+    scenario: str = setting("answered", "scenario to play: " + ", ".join(SCENARIOS))
+    calls: int = setting(1, "how many calls to play")
+
+
+class ScriptedAdapter(Adapter):
+    name = "scripted"
+    summary = "plays scripted calls (tests only)"
+    settings_class = ScriptedSettings
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._play())
+
+    async def _play(self) -> None:
+        for n in range(self.settings.calls):
+            await SCENARIOS[self.settings.scenario](self.capture, f"{self.settings.scenario}-{n}")
+
+    async def stop(self) -> None:
+        self._task.cancel()
+
+
+def main(argv: list[str]) -> int:
+    from capture import logs
+    from capture.config import load
+    from capture.service import serve
+
+    flags: dict[str, str] = {}
+    for arg in argv:
+        key, _, value = arg.removeprefix("--").partition("=")
+        flags[key.replace("-", "_")] = value
+    config = load({}, {"scripted": ScriptedAdapter}, env={}, flags=flags, only="scripted")
+    logs.configure("info", "text")
+    return asyncio.run(serve(config, {"scripted": ScriptedAdapter}))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
