@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +24,6 @@ from capture.vcon.content import hash_matches
 from capture.vcon.validate import form_of, problems, referenced_content
 
 EXIT_OK, EXIT_INVALID, EXIT_CONFIG, EXIT_STARTUP = 0, 1, 2, 3
-log = logging.getLogger("capture.cli")
 
 
 def _parser(adapters: dict[str, type[Adapter]], commands: dict[str, Any]) -> argparse.ArgumentParser:
@@ -89,8 +87,7 @@ def _validate(files: list[Path], media_dir: Path | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     adapters, broken = installed_adapters()
-    commands, broken_commands = installed_commands()
-    broken.update(broken_commands)
+    commands, _ = installed_commands()
     args = _parser(adapters, commands).parse_args(argv)
     if args.command == "validate":
         return _validate(args.files, args.media_dir)
@@ -100,13 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         doc = read_toml(args.config)
         flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
         only = None if args.command == "run" else args.command
-        config = load(doc, adapters, flags=flags, only=only)
+        config = load(doc, adapters, flags=flags, only=only, broken=broken)
     except ConfigError as exc:
         print(f"vcon-capture: bad configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     logs.configure(config.core.log_level, config.core.log_format)
-    for name, reason in broken.items():
-        log.warning("adapter %s not available: %s", name, reason)
     try:
         return asyncio.run(serve(config, adapters))
     except ConfigError as exc:

@@ -87,16 +87,21 @@ def load(
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,
     only: str | None = None,
+    broken: Mapping[str, str] | None = None,
 ) -> Config:
     """Build the config; ``only`` runs one adapter (the ``sip``/``webrtc``/``ami`` commands)."""
     env = os.environ if env is None else env
     flags = flags or {}
     core_table = {k: v for k, v in doc.items() if not isinstance(v, dict)}
-    unknown_tables = sorted(k for k, v in doc.items() if isinstance(v, dict) and k not in adapter_classes)
+    known = set(adapter_classes) | set(broken or ())
+    unknown_tables = sorted(k for k, v in doc.items() if isinstance(v, dict) and k not in known)
     if unknown_tables:
         raise ConfigError(unknown_tables[0], f"unknown section (known: {', '.join(sorted(adapter_classes))})")
     core = build(CoreSettings, "", core_table, env, flags)
     names = (only,) if only else core.adapters
+    for name in names:
+        if broken and name in broken:
+            raise ConfigError("adapters", f"adapter {name!r} failed to load: {broken[name]}")
     missing = [n for n in names if n not in adapter_classes]
     if missing:
         raise ConfigError("adapters", f"no adapter named {missing[0]!r} is installed")

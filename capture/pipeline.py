@@ -277,6 +277,13 @@ class Pipeline:
     def stop_accepting(self) -> None:
         self._accepting = False
 
+    def end_open_calls(self, cause: str) -> int:
+        """End every call its adapter left open (the shutdown safety net); returns how many."""
+        open_calls = list(self._calls)
+        for call_id in open_calls:
+            self._handle(CallEnded(call_id=call_id, at=self.now(), cause=cause))
+        return len(open_calls)
+
     async def drain(self, timeout_s: float) -> bool:
         """Wait for finishing calls and for the spool to empty; True if all was delivered in time."""
         deadline = time.monotonic() + timeout_s

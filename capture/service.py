@@ -30,6 +30,7 @@ from capture.vcon.syntax import SYNTAXES
 log = logging.getLogger(__name__)
 
 FORCED_EXIT = 1
+SHUTDOWN_CAUSE = "recorder shut down"
 
 
 def _usable_dir(path: Path, setting: str) -> Path:
@@ -108,6 +109,8 @@ async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) ->
     pipeline.stop_accepting()
     for adapter in started:
         await adapter.stop()
+    if left := pipeline.end_open_calls(SHUTDOWN_CAUSE):
+        log.warning("%d calls left open by their adapter were ended", left)
     if not await pipeline.drain(config.core.shutdown_grace_s):
         log.warning("shutdown grace expired with %d vCons undelivered (kept in the spool)", pipeline.spool.depth())
     await pipeline.aclose()

@@ -4,7 +4,8 @@
 201 with the stored document, 403 on a bad token, 422 when the document breaks the
 conserver's own pydantic rules (``vcon``/``uuid``/``created_at`` required, ``parties``
 of dialogs a flat list of ints in range, ``tel`` without a ``tel:`` prefix). It can be
-told to fail the first N requests with 503, or to hold requests without answering.
+told to fail the first N requests with 503, or to hold requests unanswered until
+:meth:`Conserver.release`, which answers them 503 (their client is usually gone by then).
 Run it in-process (:class:`Conserver`) or as a process: ``python tests/conserver.py PORT``.
 """
 
@@ -51,13 +52,15 @@ class Conserver:
         self.received: Counter[str] = Counter()
         self.documents: dict[str, dict[str, Any]] = {}
         self.ingress: list[list[str]] = []
+        self._released = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     async def _post(self, request: web.Request) -> web.Response:
         self.requests += 1
         if self.hold:
-            await asyncio.Event().wait()
+            await self._released.wait()
+            return web.json_response({"detail": "held"}, status=503)
         if self.token is not None and request.headers.get("x-conserver-api-token") != self.token:
             return web.json_response({"detail": "Invalid API Key"}, status=403)
         if self.requests <= self.fail_first:
@@ -73,6 +76,11 @@ class Conserver:
         self.documents[doc["uuid"]] = doc
         self.ingress.append(request.query.getall("ingress_lists", []))
         return web.json_response(doc, status=201)
+
+    def release(self) -> None:
+        """Stop holding: answer held requests 503 and take new ones normally."""
+        self.hold = False
+        self._released.set()
 
     async def start(self, port: int = 0) -> str:
         app = web.Application(client_max_size=256 * 1024 * 1024)

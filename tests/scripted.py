@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +25,18 @@ from capture.settings import setting  # noqa: E402
 
 RATE = 8000
 FRAME = 160
+SESSION = "0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3"
 
 
 def pcm(seconds: float, seed: int) -> np.ndarray:
     return (voice_like(seconds, RATE, seed) * 32767).astype(np.int16)
 
 
-def play(capture: Capture, call_id: str, party: str, audio: np.ndarray, at_offset_s: float, lost: set[int] = frozenset()) -> None:
-    """Write ``audio`` frame by frame as an RTP receiver would, skipping the ``lost`` frames."""
+def play(
+    capture: Capture, call_id: str, party: str, audio: np.ndarray, anchor: datetime, lost: frozenset[int] = frozenset()
+) -> None:
+    """Write ``audio`` (first sample at ``anchor``) frame by frame as an RTP receiver would, skipping ``lost`` frames."""
     rec = capture.open_recording(call_id, f"{party}-leg", party, RATE)
-    anchor = capture.now() + timedelta(seconds=at_offset_s)
     for i in range(0, len(audio) // FRAME):
         if i in lost:
             continue
@@ -43,12 +45,13 @@ def play(capture: Capture, call_id: str, party: str, audio: np.ndarray, at_offse
 
 async def answered(capture: Capture, call_id: str) -> None:
     now = capture.now
-    capture.emit(ev.CallStarted(call_id=call_id, at=now(), source="scripted", session_id=("ab" * 16, "")))
+    t0 = now()
+    capture.emit(ev.CallStarted(call_id=call_id, at=t0, source="scripted", session_id=(SESSION, "")))
     capture.emit(ev.PartyJoined(call_id=call_id, at=now(), party="alice", tel="+15551230001", name="Alice"))
     capture.emit(ev.PartyJoined(call_id=call_id, at=now(), party="bob", sip="sip:bob@example.com", name="Bob"))
     capture.emit(ev.CallAnswered(call_id=call_id, at=now()))
-    play(capture, call_id, "alice", pcm(3.0, 1), 0.0, lost=set(range(50, 60)))
-    play(capture, call_id, "bob", pcm(2.5, 2), 0.5)
+    play(capture, call_id, "alice", pcm(3.0, 1), t0, lost=frozenset(range(50, 60)))
+    play(capture, call_id, "bob", pcm(2.5, 2), t0 + timedelta(seconds=0.5))
     capture.emit(ev.DtmfReceived(call_id=call_id, at=now(), party="alice", digit="5", duration_s=0.1))
     capture.emit(ev.HoldChanged(call_id=call_id, at=now(), party="bob", held=True))
     capture.emit(ev.HoldChanged(call_id=call_id, at=now(), party="bob", held=False))
@@ -67,15 +70,16 @@ async def busy(capture: Capture, call_id: str) -> None:
 
 async def transfer(capture: Capture, call_id: str) -> None:
     now = capture.now
-    capture.emit(ev.CallStarted(call_id=call_id, at=now(), source="scripted"))
+    t0 = now()
+    capture.emit(ev.CallStarted(call_id=call_id, at=t0, source="scripted"))
     for key, tel in (("alice", "+15551230001"), ("bob", "+15551230002"), ("carol", "+15551230003")):
         capture.emit(ev.PartyJoined(call_id=call_id, at=now(), party=key, tel=tel))
     capture.emit(ev.CallAnswered(call_id=call_id, at=now()))
-    play(capture, call_id, "alice", pcm(2.0, 3), 0.0)
-    play(capture, call_id, "bob", pcm(1.0, 4), 0.0)
+    play(capture, call_id, "alice", pcm(2.0, 3), t0)
+    play(capture, call_id, "bob", pcm(1.0, 4), t0)
     capture.emit(ev.Transferred(call_id=call_id, at=now(), transferee="alice", transferor="bob", target="carol"))
     capture.emit(ev.PartyLeft(call_id=call_id, at=now(), party="bob"))
-    play(capture, call_id, "carol", pcm(1.0, 5), 1.0)
+    play(capture, call_id, "carol", pcm(1.0, 5), t0 + timedelta(seconds=1))
     capture.emit(ev.CallEnded(call_id=call_id, at=now() + timedelta(seconds=2)))
 
 

@@ -1,0 +1,64 @@
+"""Delivery to a conserver-shaped HTTP endpoint: retries, dead letters, the API's shape."""
+
+import json
+
+from conserver import Conserver
+from scripted import answered, busy
+
+from capture.mixdown import MediaPolicy
+from capture.pipeline import Pipeline
+from capture.sinks.conserver import ConserverSink
+from capture.sinks.directory import DirectorySink
+from capture.spool import Spool
+from capture.vcon.syntax import CORE_03
+
+
+async def deliver(tmp_path, server: Conserver, *scenarios, ingress=("main",), token="s3cret"):
+    url = await server.start()
+    out = tmp_path / "out"
+    out.mkdir()
+    pipeline = Pipeline(
+        state_dir=tmp_path / "state",
+        domain="test.example",
+        syntax=CORE_03,
+        media=MediaPolicy(),
+        spool=Spool(tmp_path / "state" / "spool"),
+        sinks=[DirectorySink(out), ConserverSink(url, token=token, ingress_lists=ingress, timeout_s=5)],
+        retry_max_s=0.4,
+    )
+    await pipeline.start()
+    for n, scenario in enumerate(scenarios):
+        await scenario(pipeline, f"c{n}")
+    drained = await pipeline.drain(15)
+    await pipeline.aclose()
+    await server.stop()
+    return drained, pipeline.spool
+
+
+async def test_endpoint_failing_three_times_then_accepting_gets_each_vcon_once(tmp_path):
+    server = Conserver(token="s3cret", fail_first=3)
+    drained, spool = await deliver(tmp_path, server, answered, busy)
+    assert drained
+    assert server.requests == 3 + 2
+    assert len(server.received) == 2 and set(server.received.values()) == {1}
+    assert spool.depth() == 0
+    on_disk = {json.loads(p.read_bytes())["uuid"] for p in (tmp_path / "out").glob("*.vcon")}
+    assert on_disk == set(server.received)
+
+
+async def test_ingress_lists_are_repeated_parameters_and_token_is_sent(tmp_path):
+    server = Conserver(token="s3cret")
+    drained, _ = await deliver(tmp_path, server, busy, ingress=("transcribe", "archive"))
+    assert drained
+    assert server.ingress == [["transcribe", "archive"]]
+
+
+async def test_permanent_refusal_is_dead_lettered_not_retried(tmp_path):
+    server = Conserver(token="right")
+    drained, spool = await deliver(tmp_path, server, busy, token="wrong")
+    assert drained
+    assert server.requests == 1
+    dead = list((spool.dead / "conserver").glob("*.vcon"))
+    assert len(dead) == 1
+    assert "HTTP 403" in dead[0].with_suffix(".reason").read_text()
+    assert len(list((tmp_path / "out").glob("*.vcon"))) == 1, "the directory sink still has it"
