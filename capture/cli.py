@@ -17,9 +17,11 @@ from typing import Any
 from capture import __version__, logs
 from capture.adapter import Adapter, installed_adapters, installed_commands
 from capture.config import CoreSettings, load, read_toml
+from capture.atomic import write_atomic
 from capture.errors import AdapterError, ConfigError
 from capture.service import serve
 from capture.settings import add_flags
+from capture.signing import VerificationError, decrypt, verify
 from capture.vcon.content import hash_matches
 from capture.vcon.validate import form_of, problems, referenced_content
 
@@ -48,40 +50,92 @@ def _parser(adapters: dict[str, type[Adapter]], commands: dict[str, Any]) -> arg
     validate.add_argument(
         "--media-dir", type=Path, help="where referenced files live (default: beside each vCon)"
     )
+    verify_cmd = sub.add_parser("verify", help="check a signed vCon's signatures, chain and referenced files")
+    verify_cmd.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    verify_cmd.add_argument("--ca", type=Path, required=True, help="PEM file of trusted CA certificates")
+    verify_cmd.add_argument("--media-dir", type=Path, help="where referenced files live (default: beside each vCon)")
+    decrypt_cmd = sub.add_parser("decrypt", help="decrypt an encrypted vCon into its signed form")
+    decrypt_cmd.add_argument("file", type=Path, metavar="FILE")
+    decrypt_cmd.add_argument("--key", type=Path, required=True, help="PEM private key of the recipient")
+    decrypt_cmd.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
     for name, command in sorted(commands.items()):
         p = sub.add_parser(name, help=getattr(command, "summary", name), add_help=False)
         p.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
+def _read_json(path: Path) -> tuple[Any, str | None]:
+    """(document, None) or (None, a one-line reason)."""
+    try:
+        return json.loads(path.read_bytes()), None
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror}"
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return None, f"not JSON: {exc}"
+
+
+def _problems(doc: Any, path: Path, media_dir: Path | None) -> list[str]:
+    """Validator problems plus content_hash mismatches of referenced files found locally."""
+    found = problems(doc)
+    if form_of(doc) == "unsigned":
+        for where, url, expected in referenced_content(doc):
+            local = (media_dir or path.parent) / url.rsplit("/", 1)[-1]
+            if expected is not None and local.is_file() and not hash_matches(expected, local.read_bytes()):
+                found.append(f"{where}.content_hash: does not match {local}")
+    return found
+
+
+def _report(path: Path, found: list[str], ok: str) -> int:
+    for problem in found:
+        print(f"{path}: {problem}")
+    if not found:
+        print(f"{path}: {ok}")
+    return EXIT_INVALID if found else EXIT_OK
+
+
 def _validate(files: list[Path], media_dir: Path | None) -> int:
     status = EXIT_OK
     for path in files:
-        try:
-            doc = json.loads(path.read_bytes())
-        except OSError as exc:
-            print(f"{path}: cannot read: {exc.strerror}")
-            status = EXIT_INVALID
-            continue
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            print(f"{path}: not JSON: {exc}")
-            status = EXIT_INVALID
-            continue
-        found = problems(doc)
-        if form_of(doc) == "unsigned":
-            for where, url, expected in referenced_content(doc):
-                local = (media_dir or path.parent) / url.rsplit("/", 1)[-1]
-                if expected is None or not local.is_file():
-                    continue
-                if not hash_matches(expected, local.read_bytes()):
-                    found.append(f"{where}.content_hash: does not match {local}")
-        for problem in found:
-            print(f"{path}: {problem}")
-        if found:
-            status = EXIT_INVALID
-        else:
-            print(f"{path}: valid")
+        doc, error = _read_json(path)
+        found = [error] if error else _problems(doc, path, media_dir)
+        status = max(status, _report(path, found, "valid"))
     return status
+
+
+def _verify(files: list[Path], ca: Path, media_dir: Path | None) -> int:
+    status = EXIT_OK
+    for path in files:
+        doc, error = _read_json(path)
+        if error:
+            found = [error]
+        elif form_of(doc) != "signed":
+            found = [f"$: not a signed vCon ({form_of(doc)} form)"]
+        else:
+            try:
+                found = _problems(verify(doc, ca), path, media_dir)
+            except (VerificationError, ConfigError) as exc:
+                found = [f"$: {exc}"]
+        status = max(status, _report(path, found, "signature valid, payload valid"))
+    return status
+
+
+def _decrypt(path: Path, key: Path, output: Path | None) -> int:
+    doc, error = _read_json(path)
+    if error is None and form_of(doc) != "encrypted":
+        error = f"not an encrypted vCon ({form_of(doc)} form)"
+    if error is None:
+        try:
+            text = json.dumps(decrypt(doc, key), indent=2)
+        except (VerificationError, ConfigError) as exc:
+            error = str(exc)
+    if error is not None:
+        print(f"{path}: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    if output is None:
+        print(text)
+    else:
+        write_atomic(output, text.encode())
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser(adapters, commands).parse_args(argv)
     if args.command == "validate":
         return _validate(args.files, args.media_dir)
+    if args.command == "verify":
+        return _verify(args.files, args.ca, args.media_dir)
+    if args.command == "decrypt":
+        return _decrypt(args.file, args.key, args.output)
     if args.command in commands:
         return int(commands[args.command](args.args) or 0)
     try:

@@ -46,6 +46,9 @@ class CoreSettings:
     ingress_lists: tuple[str, ...] = setting((), "conserver ingress lists (comma-separated)")
     delivery_timeout_s: float = setting(10.0, "timeout of one delivery attempt")
     retry_max_s: float = setting(60.0, "cap of the exponential retry backoff")
+    signing_key_file: Path | None = setting(None, "PEM private key (RSA -> RS256, P-256 -> ES256): emit signed vCons")
+    signing_cert_file: Path | None = setting(None, "PEM certificate chain of the signing key, leaf first (goes in x5c)")
+    encrypt_cert_file: Path | None = setting(None, "PEM certificate of the reader: emit encrypted (JWE) signed vCons")
     shutdown_grace_s: float = setting(30.0, "on SIGTERM, time allowed to finish active calls and flush the spool")
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "log level")
     log_format: Literal["text", "json"] = setting("text", "text for people, json for one object per line")
@@ -53,6 +56,12 @@ class CoreSettings:
     def __post_init__(self) -> None:
         if self.media_url_base is not None and not self.media_url_base.startswith("https://"):
             raise ConfigError("media_url_base", "must be an https:// URL (vCon core requires HTTPS)")
+        if (self.signing_key_file is None) != (self.signing_cert_file is None):
+            raise ConfigError("signing_key_file", "signing needs both signing_key_file and signing_cert_file")
+        if self.encrypt_cert_file is not None and self.signing_key_file is None:
+            raise ConfigError("encrypt_cert_file", "the draft encrypts the signed form: set signing_key_file too")
+        if self.signing_key_file is not None and self.conserver_url is not None:
+            raise ConfigError("signing_key_file", "a conserver's /api/vcon takes unsigned vCons only: sign or deliver")
 
     @property
     def uuid_domain(self) -> str:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from capture.atomic import ensure_dir
 from capture.errors import DeliveryError, LocalProtocolError, MediaError, PermanentDeliveryError
@@ -75,6 +75,7 @@ class Pipeline:
         retry_max_s: float = 60.0,
         clock: Callable[[], datetime] = utcnow,
         on_vcon: Callable[[str, float], None] | None = None,
+        seal: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self.calls_dir = ensure_dir(state_dir / "calls")
         self.domain = domain
@@ -85,6 +86,7 @@ class Pipeline:
         self.retry_max_s = retry_max_s
         self._clock = clock
         self._on_vcon = on_vcon
+        self._seal = seal
         self._accepting = True
         self._calls: dict[str, _Call] = {}
         self._uuids: dict[str, str] = {}
@@ -219,12 +221,14 @@ class Pipeline:
         found = problems(doc)
         for problem in found:
             log.error("vCon invalid: %s", problem)
+        if self._seal is not None:
+            doc = self._seal(doc)
         await asyncio.to_thread(self.spool.put, conv.uuid, dumps(doc))
         await asyncio.to_thread(shutil.rmtree, directory, True)
         latency = (self.now() - ended_at).total_seconds()
         log.info(
             "vCon spooled",
-            extra={"call_id": conv.call_id, "dialogs": len(doc["dialog"]), "latency_s": round(latency, 3)},
+            extra={"call_id": conv.call_id, "problems": len(found), "latency_s": round(latency, 3)},
         )
         if self._on_vcon is not None:
             self._on_vcon(conv.source, latency)

@@ -11,16 +11,18 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from capture.adapter import Adapter
 from capture.atomic import ensure_dir
-from capture.config import Config
+from capture.config import Config, CoreSettings
 from capture.errors import ConfigError, StartupError
 from capture.mixdown import MediaPolicy
 from capture.pipeline import Pipeline
 from capture.recovery import recover_calls
+from capture.signing import Signer, encrypt
 from capture.sinks import Sink
 from capture.sinks.conserver import ConserverSink
 from capture.sinks.directory import DirectorySink
@@ -60,6 +62,7 @@ def build_pipeline(config: Config) -> Pipeline:
             )
         )
     return Pipeline(
+        seal=_sealer(core),
         state_dir=state,
         domain=core.uuid_domain,
         syntax=SYNTAXES[core.syntax],
@@ -68,6 +71,18 @@ def build_pipeline(config: Config) -> Pipeline:
         sinks=sinks,
         retry_max_s=core.retry_max_s,
     )
+
+
+def _sealer(core: CoreSettings) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """Signs (and encrypts) each vCon when configured; keys are loaded once, at start."""
+    if core.signing_key_file is None or core.signing_cert_file is None:
+        return None
+    signer = Signer.from_files(core.signing_key_file, core.signing_cert_file)
+    recipient = core.encrypt_cert_file
+    if recipient is None:
+        return signer.sign
+    encrypt(signer.sign({"uuid": "00000000-0000-0000-0000-000000000000"}), recipient)  # fail at start, not per call
+    return lambda doc: encrypt(signer.sign(doc), recipient)
 
 
 async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) -> int:
