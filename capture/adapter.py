@@ -15,6 +15,7 @@ from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol
 
 from capture.events import CaptureEvent
+from capture.metrics import Metrics
 from capture.recording import StreamRecording
 
 ADAPTER_GROUP = "vcon_capture.adapters"
@@ -33,6 +34,10 @@ class Capture(Protocol):
 
     def emit(self, event: CaptureEvent) -> None:
         """Hand over an event; safe to call from any thread."""
+
+    @property
+    def metrics(self) -> Metrics:
+        """Counters adapters feed, e.g. ``metrics.rtp_packets("sip", received, lost)``."""
 
     def vcon_uuid(self, call_id: str) -> str | None:
         """The uuid of the vCon a started call will become."""

@@ -16,8 +16,8 @@ from typing import Any
 
 from capture import __version__, logs
 from capture.adapter import Adapter, installed_adapters, installed_commands
-from capture.config import CoreSettings, load, read_toml
 from capture.atomic import write_atomic
+from capture.config import CoreSettings, load, read_toml
 from capture.errors import AdapterError, ConfigError
 from capture.service import serve
 from capture.settings import add_flags
@@ -47,9 +47,7 @@ def _parser(adapters: dict[str, type[Adapter]], commands: dict[str, Any]) -> arg
 
     validate = sub.add_parser("validate", help="check vCon files; exit 1 if any is invalid")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    validate.add_argument(
-        "--media-dir", type=Path, help="where referenced files live (default: beside each vCon)"
-    )
+    validate.add_argument("--media-dir", type=Path, help="where referenced files live (default: beside each vCon)")
     verify_cmd = sub.add_parser("verify", help="check a signed vCon's signatures, chain and referenced files")
     verify_cmd.add_argument("files", nargs="+", type=Path, metavar="FILE")
     verify_cmd.add_argument("--ca", type=Path, required=True, help="PEM file of trusted CA certificates")

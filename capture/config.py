@@ -50,6 +50,7 @@ class CoreSettings:
     signing_cert_file: Path | None = setting(None, "PEM certificate chain of the signing key, leaf first (goes in x5c)")
     encrypt_cert_file: Path | None = setting(None, "PEM certificate of the reader: emit encrypted (JWE) signed vCons")
     shutdown_grace_s: float = setting(30.0, "on SIGTERM, time allowed to finish active calls and flush the spool")
+    metrics_listen: str | None = setting(None, "HOST:PORT serving /metrics (Prometheus), /healthz and /readyz")
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "log level")
     log_format: Literal["text", "json"] = setting("text", "text for people, json for one object per line")
 

@@ -247,4 +247,3 @@ def event_from_json(data: Mapping[str, Any]) -> CaptureEvent:
             value = Disposition(value)
         kwargs[f.name] = value
     return cls(**kwargs)
-

@@ -33,6 +33,7 @@ from capture.atomic import ensure_dir
 from capture.errors import DeliveryError, LocalProtocolError, MediaError, PermanentDeliveryError
 from capture.events import CallEnded, CallStarted, CaptureEvent, event_to_json
 from capture.logs import call_scope
+from capture.metrics import Metrics
 from capture.mixdown import MediaPolicy, render_recordings
 from capture.recording import StreamRecording
 from capture.sinks import Sink
@@ -74,7 +75,7 @@ class Pipeline:
         sinks: list[Sink],
         retry_max_s: float = 60.0,
         clock: Callable[[], datetime] = utcnow,
-        on_vcon: Callable[[str, float], None] | None = None,
+        metrics: Metrics | None = None,
         seal: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self.calls_dir = ensure_dir(state_dir / "calls")
@@ -85,7 +86,8 @@ class Pipeline:
         self.sinks = sinks
         self.retry_max_s = retry_max_s
         self._clock = clock
-        self._on_vcon = on_vcon
+        self.metrics = metrics or Metrics()
+        self.metrics.watch(self)
         self._seal = seal
         self._accepting = True
         self._calls: dict[str, _Call] = {}
@@ -110,9 +112,11 @@ class Pipeline:
         """The uuid minted for a call (kept after the call ended)."""
         return self._uuids.get(call_id)
 
-    @property
-    def active_calls(self) -> int:
-        return len(self._calls)
+    def active_calls_by_source(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for call in self._calls.values():
+            counts[call.conversation.source] = counts.get(call.conversation.source, 0) + 1
+        return counts
 
     def emit(self, event: CaptureEvent) -> None:
         loop = self._loop
@@ -161,6 +165,8 @@ class Pipeline:
         call.conversation.handle(event)
         if isinstance(event, CallEnded):
             del self._calls[event.call_id]
+            outcome = str(event.disposition) if event.disposition else "completed"
+            self.metrics.calls_ended.labels(call.conversation.source, outcome).inc()
             call.journal.close()
             self._finish(call)
 
@@ -174,6 +180,7 @@ class Pipeline:
         directory = ensure_dir(self.calls_dir / vcon_uuid)
         journal = (directory / JOURNAL).open("a", encoding="utf-8")
         call = _Call(Conversation(vcon_uuid, event), directory, journal)
+        self.metrics.calls_started.labels(event.source).inc()
         self._calls[event.call_id] = call
         self._uuids[event.call_id] = vcon_uuid
         self._journal(call, {"vcon_uuid": vcon_uuid, **event_to_json(event)})
@@ -230,8 +237,8 @@ class Pipeline:
             "vCon spooled",
             extra={"call_id": conv.call_id, "problems": len(found), "latency_s": round(latency, 3)},
         )
-        if self._on_vcon is not None:
-            self._on_vcon(conv.source, latency)
+        self.metrics.vcons_emitted.labels(conv.source).inc()
+        self.metrics.end_to_vcon.labels(conv.source).observe(max(latency, 0.0))
         for event in self._wake.values():
             event.set()
 
@@ -257,15 +264,19 @@ class Pipeline:
                     except PermanentDeliveryError as exc:
                         log.error("delivery refused, dead-lettered: %s", exc.reason, extra={"sink": sink.name})
                         await asyncio.to_thread(self.spool.dead_letter, vcon_uuid, sink.name, exc.reason)
+                        self.metrics.vcons_dead.labels(sink.name).inc()
                     except DeliveryError as exc:
                         delay = backoff * (0.5 + random.random())
-                        log.warning("delivery failed, retry in %.1f s: %s", delay, exc.reason, extra={"sink": sink.name})
+                        log.warning(
+                            "delivery failed, retry in %.1f s: %s", delay, exc.reason, extra={"sink": sink.name}
+                        )
                         backoff = min(backoff * 2, self.retry_max_s)
                         await asyncio.sleep(delay)
                         break
                     else:
                         backoff = 0.5
                         await asyncio.to_thread(self.spool.acknowledge, vcon_uuid, sink.name)
+                        self.metrics.vcons_delivered.labels(sink.name).inc()
                         log.info("vCon delivered", extra={"sink": sink.name})
                     await asyncio.to_thread(self.spool.release_if_done, vcon_uuid, [s.name for s in self.sinks])
 

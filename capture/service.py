@@ -15,10 +15,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from capture.adapter import Adapter
 from capture.atomic import ensure_dir
 from capture.config import Config, CoreSettings
 from capture.errors import ConfigError, StartupError
+from capture.metrics import health_app
 from capture.mixdown import MediaPolicy
 from capture.pipeline import Pipeline
 from capture.recovery import recover_calls
@@ -85,15 +88,33 @@ def _sealer(core: CoreSettings) -> Callable[[dict[str, Any]], dict[str, Any]] | 
     return lambda doc: encrypt(signer.sign(doc), recipient)
 
 
+async def _start_health(pipeline: Pipeline, listen: str, ready: Callable[[], bool]) -> web.AppRunner:
+    host, _, port = listen.rpartition(":")
+    runner = web.AppRunner(health_app(pipeline.metrics, ready), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise StartupError(f"metrics_listen {listen}: {exc.strerror}") from None
+    return runner
+
+
 async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) -> int:
     """Run until signalled; returns the process exit code."""
+    os.umask(0o077)  # recordings, vCons and the spool: 0600 files in 0700 directories
     pipeline = build_pipeline(config)
     await pipeline.start()
+    started: list[Adapter] = []
+    health = None
+    if config.core.metrics_listen:
+        health = await _start_health(
+            pipeline, config.core.metrics_listen, lambda: pipeline.accepting and len(started) == len(config.adapters)
+        )
     recovered = await recover_calls(pipeline)
     if recovered:
         log.info("recovered %d interrupted calls", recovered)
     adapters = [adapter_classes[name](settings, pipeline) for name, settings in config.adapters.items()]
-    started: list[Adapter] = []
     try:
         for adapter in adapters:
             await adapter.start()
@@ -102,6 +123,8 @@ async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) ->
         for adapter in started:
             await adapter.stop()
         await pipeline.aclose()
+        if health is not None:
+            await health.cleanup()
         raise
 
     stopping = asyncio.Event()
@@ -129,6 +152,8 @@ async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) ->
     if not await pipeline.drain(config.core.shutdown_grace_s):
         log.warning("shutdown grace expired with %d vCons undelivered (kept in the spool)", pipeline.spool.depth())
     await pipeline.aclose()
+    if health is not None:
+        await health.cleanup()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
     return 0

@@ -91,8 +91,10 @@ class Signer:
     def from_files(cls, key_file: Path, chain_file: Path) -> Signer:
         key = _private_key(_read(key_file, "signing_key_file"), "signing_key_file")
         chain = load_certificates(_read(chain_file, "signing_cert_file"), "signing_cert_file")
-        leaf_key = chain[0].public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        leaf_key = (
+            chain[0]
+            .public_key()
+            .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
         own = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         if leaf_key != own:
@@ -139,7 +141,7 @@ def _verify_chain(chain: list[x509.Certificate], anchors: list[x509.Certificate]
     for cert in chain:
         if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
             raise VerificationError(f"certificate {cert.subject.rfc4514_string()} is not valid now")
-    for child, parent in zip(chain, chain[1:]):
+    for child, parent in zip(chain, chain[1:], strict=False):
         try:
             child.verify_directly_issued_by(parent)
         except (ValueError, TypeError, InvalidSignature):
@@ -183,4 +185,3 @@ def verify(signed: dict[str, Any], ca_file: Path, *, at: datetime | None = None)
             raise VerificationError("the header's uuid is not the payload's")
     assert payload is not None
     return payload
-

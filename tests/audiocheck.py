@@ -36,7 +36,7 @@ def best_lag(reference: np.ndarray, recorded: np.ndarray, rate: int, max_lag_s: 
     """Lag (samples) at which ``recorded`` best matches ``reference``: recorded[i + lag] ~ reference[i]."""
     n = min(len(reference), len(recorded), int(rate * 5))
     max_lag = int(max_lag_s * rate)
-    ref = reference[: n]
+    ref = reference[:n]
     best, best_score = 0, -np.inf
     spec_len = 1 << int(np.ceil(np.log2(len(recorded) + n)))
     corr = np.fft.irfft(np.fft.rfft(recorded, spec_len) * np.conj(np.fft.rfft(ref, spec_len)), spec_len)

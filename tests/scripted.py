@@ -35,7 +35,7 @@ def pcm(seconds: float, seed: int) -> np.ndarray:
 def play(
     capture: Capture, call_id: str, party: str, audio: np.ndarray, anchor: datetime, lost: frozenset[int] = frozenset()
 ) -> None:
-    """Write ``audio`` (first sample at ``anchor``) frame by frame as an RTP receiver would, skipping ``lost`` frames."""
+    """Write ``audio`` (first sample at ``anchor``) frame by frame as an RTP receiver would, minus ``lost`` frames."""
     rec = capture.open_recording(call_id, f"{party}-leg", party, RATE)
     for i in range(0, len(audio) // FRAME):
         if i in lost:
@@ -55,9 +55,20 @@ async def answered(capture: Capture, call_id: str) -> None:
     capture.emit(ev.DtmfReceived(call_id=call_id, at=now(), party="alice", digit="5", duration_s=0.1))
     capture.emit(ev.HoldChanged(call_id=call_id, at=now(), party="bob", held=True))
     capture.emit(ev.HoldChanged(call_id=call_id, at=now(), party="bob", held=False))
-    capture.emit(ev.AttachmentAdded(call_id=call_id, at=now(), purpose="sip-invite", mediatype="message/sip", body="INVITE sip:x SIP/2.0\r\n\r\n", party="alice"))
+    capture.emit(
+        ev.AttachmentAdded(
+            call_id=call_id,
+            at=now(),
+            purpose="sip-invite",
+            mediatype="message/sip",
+            body="INVITE sip:x SIP/2.0\r\n\r\n",
+            party="alice",
+        )
+    )
     capture.emit(ev.CdrFields(call_id=call_id, at=now(), fields={"sip_call_id": call_id}))
-    capture.emit(ev.CallEnded(call_id=call_id, at=now() + timedelta(seconds=3), cause="normal clearing", ended_by="bob"))
+    capture.emit(
+        ev.CallEnded(call_id=call_id, at=now() + timedelta(seconds=3), cause="normal clearing", ended_by="bob")
+    )
 
 
 async def busy(capture: Capture, call_id: str) -> None:

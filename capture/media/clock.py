@@ -33,7 +33,7 @@ class RtpClock:
             self._ssrc, self._last_ts, self._last_wall = ssrc, timestamp, now
             return 0
         delta = (timestamp - self._last_ts + _HALF) % _WRAP - _HALF
-        expected = int((now - self._last_wall) * self.clock_rate)
+        expected = round((now - self._last_wall) * self.clock_rate)
         if ssrc != self._ssrc or abs(delta - expected) > self.max_drift:
             self.reanchors += 1
             self._ssrc = ssrc

@@ -51,6 +51,11 @@ def parse_rtp(data: bytes) -> RtpPacket:
     return RtpPacket(b1 & 0x7F, bool(b1 & 0x80), seq, ts, ssrc, bytes(data[start:end]))
 
 
-def build_rtp(payload_type: int, sequence: int, timestamp: int, ssrc: int, payload: bytes, marker: bool = False) -> bytes:
+def build_rtp(
+    payload_type: int, sequence: int, timestamp: int, ssrc: int, payload: bytes, marker: bool = False
+) -> bytes:
     """A minimal RTP packet (no CSRC, extension or padding): for senders and tests."""
-    return _HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, sequence & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc) + payload
+    return (
+        _HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, sequence & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc)
+        + payload
+    )

@@ -7,8 +7,6 @@ transient; any other 4xx (e.g. 422, a rejected document) is permanent.
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 
 from capture.errors import PermanentDeliveryError, TransientDeliveryError
@@ -36,7 +34,7 @@ class ConserverSink:
                 if resp.status in (200, 201, 204):
                     return
                 text = (await resp.text(errors="replace"))[:200].replace("\n", " ")
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise TransientDeliveryError(self.name, vcon_uuid, f"{type(exc).__name__}: {exc}") from None
         reason = f"HTTP {resp.status}: {text}"
         if resp.status >= 500 or resp.status in RETRYABLE:

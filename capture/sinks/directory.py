@@ -18,7 +18,9 @@ class DirectorySink:
         try:
             await asyncio.to_thread(write_atomic, self.directory / f"{vcon_uuid}.vcon", data)
         except OSError as exc:
-            raise TransientDeliveryError(self.name, vcon_uuid, f"cannot write to {self.directory}: {exc.strerror}") from None
+            raise TransientDeliveryError(
+                self.name, vcon_uuid, f"cannot write to {self.directory}: {exc.strerror}"
+            ) from None
 
     async def aclose(self) -> None:
         return None

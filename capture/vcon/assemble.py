@@ -107,7 +107,9 @@ class Conversation:
             case DtmfReceived():
                 self._party(event.party)
                 self._history.append((event.party, event.at, "keydown", event.digit))
-                self._history.append((event.party, event.at + timedelta(seconds=event.duration_s), "keyup", event.digit))
+                self._history.append(
+                    (event.party, event.at + timedelta(seconds=event.duration_s), "keyup", event.digit)
+                )
             case HoldChanged():
                 self._party(event.party)
                 self._history.append((event.party, event.at, "hold" if event.held else "unhold", None))

@@ -162,7 +162,9 @@ class _Checker:
             self.problem(f"{path}.type", f"must be one of {sorted(DIALOG_TYPES)}, got {kind!r}")
         self.date(d, "start", path, True)
         duration = d.get("duration")
-        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0):
+        if duration is not None and (
+            isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0
+        ):
             self.problem(f"{path}.duration", "must be a non-negative number of seconds")
         self.parties_field(d.get("parties"), f"{path}.parties")
         if "originator" in d:
@@ -194,7 +196,11 @@ class _Checker:
             else:
                 for j, r in enumerate(recs):
                     self.index(r, self.n_dialogs, f"{path}.recordings[{j}]", "dialog")
-                    if isinstance(r, int) and 0 <= r < self.n_dialogs and self.doc["dialog"][r].get("type") != "recording":
+                    if (
+                        isinstance(r, int)
+                        and 0 <= r < self.n_dialogs
+                        and self.doc["dialog"][r].get("type") != "recording"
+                    ):
                         self.problem(f"{path}.recordings[{j}]", "must point at a recording dialog")
         elif "recordings" in d:
             self.problem(f"{path}.recordings", "only allowed on a recording-set")

@@ -97,9 +97,9 @@ async def test_transferred_call_has_a_transfer_dialog(tmp_path):
     assert xfer["type"] == "transfer"
     assert (xfer["transferee"], xfer["transferor"], xfer["transfer_target"]) == (0, 1, 2)
     assert xfer["original"] == 0 and "parties" not in xfer
-    assert ("drop" in [h["event"] for h in rec["party_history"] if h["party"] == 1])
+    assert "drop" in [h["event"] for h in rec["party_history"] if h["party"] == 1]
     audio, _ = recording_audio(doc, tmp_path)
-    assert level_db(audio[: RATE, 2]) < -80 and level_db(audio[RATE : 2 * RATE, 2]) > -30
+    assert level_db(audio[:RATE, 2]) < -80 and level_db(audio[RATE : 2 * RATE, 2]) > -30
 
 
 async def test_files_layout_gives_a_recording_set(tmp_path):

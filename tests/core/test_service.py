@@ -22,14 +22,23 @@ SCRIPTED = Path(__file__).resolve().parents[1] / "scripted.py"
 
 def start(tmp_path: Path, *flags: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(SCRIPTED), f"--out={tmp_path / 'out'}", f"--state-dir={tmp_path / 'state'}",
-         "--domain=test.example", "--retry-max-s=0.3", *flags],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(SCRIPTED),
+            f"--out={tmp_path / 'out'}",
+            f"--state-dir={tmp_path / 'state'}",
+            "--domain=test.example",
+            "--retry-max-s=0.3",
+            *flags,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
-async def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate, within_s=20.0):
+    deadline = time.monotonic() + within_s
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.05)
@@ -128,8 +137,11 @@ def test_unknown_and_malformed_settings_are_named(tmp_path):
     config.write_text('layout = "mono"\n')
     assert_one_line_error(cli("run", "--config", str(config)), 2, "layout", "mono")
     result = subprocess.run(
-        [sys.executable, "-m", "capture", "run", "--config", str(config)], capture_output=True, text=True,
-        env={**os.environ, "VCON_CAPTURE_LAYOUT": "files", "VCON_CAPTURE_RETRY_MAX_S": "soon"}, timeout=60,
+        [sys.executable, "-m", "capture", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "VCON_CAPTURE_LAYOUT": "files", "VCON_CAPTURE_RETRY_MAX_S": "soon"},
+        timeout=60,
     )
     assert_one_line_error(result, 2, "VCON_CAPTURE_RETRY_MAX_S")
     assert_one_line_error(cli("run", "--media-url-base", "http://insecure"), 2, "media_url_base", "https")
@@ -142,7 +154,9 @@ def test_missing_config_file_is_exit_2(tmp_path):
 def test_unusable_output_directory_is_exit_2(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert_one_line_error(cli("run", "--adapters=", "--out", str(blocker / "sub"), "--state-dir", str(tmp_path / "s")), 2, "out")
+    assert_one_line_error(
+        cli("run", "--adapters=", "--out", str(blocker / "sub"), "--state-dir", str(tmp_path / "s")), 2, "out"
+    )
 
 
 def test_validate_reports_non_json_and_missing_files(tmp_path):
@@ -153,9 +167,13 @@ def test_validate_reports_non_json_and_missing_files(tmp_path):
 
 
 def test_validate_exit_codes_and_paths(tmp_path):
-    good = {"vcon": "0.4.0", "uuid": "01a20a70-582c-807b-8305-1e11b6ccbc27", "created_at": "2026-01-01T00:00:00Z",
-            "parties": [{}], "dialog": [{"type": "incomplete", "start": "2026-01-01T00:00:00Z", "parties": [0],
-                                          "disposition": "busy"}]}
+    good = {
+        "vcon": "0.4.0",
+        "uuid": "01a20a70-582c-807b-8305-1e11b6ccbc27",
+        "created_at": "2026-01-01T00:00:00Z",
+        "parties": [{}],
+        "dialog": [{"type": "incomplete", "start": "2026-01-01T00:00:00Z", "parties": [0], "disposition": "busy"}],
+    }
     (tmp_path / "good.vcon").write_text(json.dumps(good))
     good["dialog"][0]["parties"] = [3]
     (tmp_path / "bad.vcon").write_text(json.dumps(good))
@@ -187,3 +205,55 @@ def test_recovered_wav_header_after_a_killed_writer(tmp_path):
     assert repair_wav(path) == 8000 * 3
     audio, rate = read_audio(path)
     assert rate == RATE and len(audio) == 8000 * 3 and np.all(audio[:, 0] > 0)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_metrics_health_and_readiness(tmp_path):
+    import aiohttp
+
+    port = free_port()
+    proc = start(tmp_path, "--scenario=busy", "--calls=3", f"--metrics-listen=127.0.0.1:{port}")
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+
+        async def get(path):
+            try:
+                async with http.get(base + path) as resp:
+                    return resp.status, await resp.text()
+            except aiohttp.ClientConnectionError:
+                return None, ""
+
+        await wait_for(lambda: len(list((tmp_path / "out").glob("*.vcon"))) == 3)
+        for _ in range(100):
+            status, text = await get("/metrics")
+            if status == 200 and 'vcon_capture_vcons_delivered_total{sink="dir"} 3.0' in text:
+                break
+            await asyncio.sleep(0.1)
+        assert 'vcon_capture_calls_started_total{adapter="scripted"} 3.0' in text
+        assert 'vcon_capture_calls_ended_total{adapter="scripted",outcome="busy"} 3.0' in text
+        assert 'vcon_capture_vcons_emitted_total{adapter="scripted"} 3.0' in text
+        assert 'vcon_capture_end_to_vcon_seconds_count{adapter="scripted"} 3.0' in text
+        assert "vcon_capture_spool_depth 0.0" in text
+        assert (await get("/healthz"))[0] == 200
+        assert (await get("/readyz"))[0] == 200
+    code, err = stop(proc)
+    assert code == 0, err
+
+
+def test_metrics_port_in_use_is_exit_3(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = cli("run", "--adapters=", f"--out={tmp_path / 'o'}", f"--state-dir={tmp_path / 's'}",
+                     f"--metrics-listen=127.0.0.1:{port}")
+    assert_one_line_error(result, 3, "metrics_listen")

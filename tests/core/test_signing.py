@@ -15,9 +15,9 @@ from test_pipeline import make_pipeline
 from vconcheck import EXAMPLES, assert_valid
 
 from capture.cli import main
+from capture.config import CoreSettings
 from capture.errors import ConfigError
 from capture.service import _sealer
-from capture.config import CoreSettings
 from capture.signing import Signer, VerificationError, decrypt, encrypt, verify
 
 
@@ -39,19 +39,26 @@ def _cert(subject, key, issuer, issuer_key, *, ca, days=10):
 def _pem(obj) -> bytes:
     if isinstance(obj, x509.Certificate):
         return obj.public_bytes(serialization.Encoding.PEM)
-    return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return obj.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def make_pki(tmp_path: Path, kind: str) -> dict:
     """A CA, an intermediate and a recorder certificate (RSA or P-256), as PEM files."""
-    make = (lambda: rsa.generate_private_key(65537, 2048)) if kind == "rsa" else (
-        lambda: ec.generate_private_key(ec.SECP256R1()))
+    make = (
+        (lambda: rsa.generate_private_key(65537, 2048))
+        if kind == "rsa"
+        else (lambda: ec.generate_private_key(ec.SECP256R1()))
+    )
     ca_key, mid_key, leaf_key = make(), make(), make()
     ca = _cert("Test Root", ca_key, "Test Root", ca_key, ca=True)
     mid = _cert("Test Intermediate", mid_key, "Test Root", ca_key, ca=True)
     leaf = _cert("rec.example.com", leaf_key, "Test Intermediate", mid_key, ca=False)
     files = {
-        "ca": tmp_path / "ca.pem", "key": tmp_path / "rec.key", "chain": tmp_path / "rec-chain.pem",
+        "ca": tmp_path / "ca.pem",
+        "key": tmp_path / "rec.key",
+        "chain": tmp_path / "rec-chain.pem",
         "other_ca": tmp_path / "other-ca.pem",
     }
     files["ca"].write_bytes(_pem(ca))
@@ -74,8 +81,13 @@ def rsa_pki(tmp_path):
     return make_pki(tmp_path, "rsa")
 
 
-DOC = {"vcon": "0.4.0", "uuid": "01a20a70-582c-807b-8305-1e11b6ccbc27", "created_at": "2026-01-01T00:00:00Z",
-       "parties": [{"name": "Alice"}], "dialog": []}
+DOC = {
+    "vcon": "0.4.0",
+    "uuid": "01a20a70-582c-807b-8305-1e11b6ccbc27",
+    "created_at": "2026-01-01T00:00:00Z",
+    "parties": [{"name": "Alice"}],
+    "dialog": [],
+}
 
 
 def test_signed_form_verifies_and_carries_alg_x5c_uuid(pki):
@@ -112,7 +124,7 @@ def test_shapes_match_the_wg_examples(rsa_pki):
     ours_signed = Signer.from_files(rsa_pki["key"], rsa_pki["chain"]).sign(DOC)
     theirs_signed = json.loads((EXAMPLES / "ab_call_ext_rec_signed.vcon").read_text())
     assert ours_signed.keys() == theirs_signed.keys()
-    for ours, theirs in zip(ours_signed["signatures"], theirs_signed["signatures"]):
+    for ours, theirs in zip(ours_signed["signatures"], theirs_signed["signatures"], strict=True):
         assert ours.keys() == theirs.keys()
         assert ours["header"].keys() == theirs["header"].keys()
         decode = lambda s: json.loads(base64.urlsafe_b64decode(s + "=="))  # noqa: E731
@@ -127,8 +139,9 @@ def test_shapes_match_the_wg_examples(rsa_pki):
 
 
 async def test_pipeline_emits_signed_vcons_that_the_cli_verifies(pki, tmp_path, capsys):
-    core = CoreSettings(signing_key_file=pki["key"], signing_cert_file=pki["chain"],
-                        media_url_base="https://media.example.com/r")
+    core = CoreSettings(
+        signing_key_file=pki["key"], signing_cert_file=pki["chain"], media_url_base="https://media.example.com/r"
+    )
     pipeline = make_pipeline(tmp_path, url_base=core.media_url_base)
     pipeline._seal = _sealer(core)
     await pipeline.start()
@@ -153,10 +166,14 @@ async def test_pipeline_emits_signed_vcons_that_the_cli_verifies(pki, tmp_path, 
 
 
 def test_cli_decrypt_then_verify(rsa_pki, tmp_path):
-    core = CoreSettings(signing_key_file=rsa_pki["key"], signing_cert_file=rsa_pki["chain"], encrypt_cert_file=rsa_pki["chain"])
+    core = CoreSettings(
+        signing_key_file=rsa_pki["key"], signing_cert_file=rsa_pki["chain"], encrypt_cert_file=rsa_pki["chain"]
+    )
     sealed = _sealer(core)(DOC)
     (tmp_path / "e.vcon").write_text(json.dumps(sealed))
-    assert main(["decrypt", str(tmp_path / "e.vcon"), "--key", str(rsa_pki["key"]), "-o", str(tmp_path / "s.vcon")]) == 0
+    assert (
+        main(["decrypt", str(tmp_path / "e.vcon"), "--key", str(rsa_pki["key"]), "-o", str(tmp_path / "s.vcon")]) == 0
+    )
     assert main(["verify", str(tmp_path / "s.vcon"), "--ca", str(rsa_pki["ca"])]) == 0
     assert main(["validate", str(tmp_path / "e.vcon")]) == 1
 

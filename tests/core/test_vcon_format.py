@@ -106,8 +106,14 @@ def _base():
         "created_at": "2026-11-23T12:00:00Z",
         "parties": [{"tel": "+15551230001"}, {"tel": "+15551230002"}],
         "dialog": [
-            {"type": "recording", "start": "2026-11-23T12:00:00Z", "parties": [0, 1], "mediatype": "audio/x-wav",
-             "body": "UklGRg", "encoding": "base64url"}
+            {
+                "type": "recording",
+                "start": "2026-11-23T12:00:00Z",
+                "parties": [0, 1],
+                "mediatype": "audio/x-wav",
+                "body": "UklGRg",
+                "encoding": "base64url",
+            }
         ],
     }
 
@@ -173,8 +179,17 @@ def test_incomplete_needs_disposition_and_no_media():
 
 def test_transfer_and_recording_set_indices_are_checked():
     doc = _base()
-    doc["dialog"].append({"type": "transfer", "start": "2026-11-23T12:00:00Z", "transferee": 0, "transferor": 1,
-                          "transfer_target": 3, "original": 0, "target_dialog": 7})
+    doc["dialog"].append(
+        {
+            "type": "transfer",
+            "start": "2026-11-23T12:00:00Z",
+            "transferee": 0,
+            "transferor": 1,
+            "transfer_target": 3,
+            "original": 0,
+            "target_dialog": 7,
+        }
+    )
     doc["dialog"].append({"type": "recording-set", "start": "2026-11-23T12:00:00Z", "recordings": [0, 1]})
     found = problems(doc)
     assert any(p.startswith("$.dialog[1].transfer_target: party index 3 out of range") for p in found)
