@@ -42,7 +42,7 @@ def _parser(adapters: dict[str, type[Adapter]], commands: dict[str, Any]) -> arg
     for name, cls in sorted(adapters.items()):
         p = sub.add_parser(name, help=cls.summary)
         p.add_argument("--config", type=Path, help="TOML config file")
-        add_flags(p, CoreSettings)
+        add_flags(p, CoreSettings, skip=frozenset({"adapters"}))
         add_flags(p, cls.settings_class)
 
     validate = sub.add_parser("validate", help="check vCon files; exit 1 if any is invalid")

@@ -140,18 +140,28 @@ def _where(section: str, key: str) -> str:
     return f"{section}.{key}" if section else key
 
 
-def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add a ``--key`` flag for every flag-enabled, non-secret field of ``cls``."""
+def _show(value: Any) -> str:
+    if value is None or value == "":
+        return "unset"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    return str(value)
+
+
+def add_flags(parser: argparse.ArgumentParser, cls: type, skip: frozenset[str] = frozenset()) -> None:
+    """Add a ``--key`` flag for every flag-enabled, non-secret field of ``cls`` not in ``skip``."""
     hints = _field_types(cls)
     for f in dataclasses.fields(cls):
-        if not f.metadata.get("flag", True) or f.metadata.get("secret"):
+        if f.name in skip or not f.metadata.get("flag", True) or f.metadata.get("secret"):
             continue
         base, _ = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_text = f"{f.metadata.get('help', '')} (default: {default!r})"
+        help_text = f"{f.metadata.get('help', '')} (default: {_show(default)})"
         flag = "--" + f.name.replace("_", "-")
         if base is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(base) is typing.Literal:
+            parser.add_argument(flag, dest=f.name, default=None, choices=typing.get_args(base), help=help_text)
         else:
             parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
 
