@@ -32,7 +32,7 @@ class CoreSettings:
     out: Path = setting(Path("vcons"), "directory where each finished vCon lands as <uuid>.vcon")
     state_dir: Path = setting(Path(".vcon-capture"), "spool and in-flight call state (recordings, journals)")
     adapters: tuple[str, ...] = setting(("sip", "webrtc"), "adapters started by `run` (comma-separated)")
-    domain: str = setting("", "domain name whose SHA-1 goes into every vCon uuid (default: this host's FQDN)")
+    domain: str = setting("", "domain name whose SHA-1 goes into every vCon uuid; unset = this host's FQDN")
     layout: Literal["channels", "files"] = setting(
         "channels", "audio layout: one WAV with a channel per party, or one file per party in a recording-set"
     )
