@@ -57,6 +57,9 @@ class CoreSettings:
     def __post_init__(self) -> None:
         if self.media_url_base is not None and not self.media_url_base.startswith("https://"):
             raise ConfigError("media_url_base", "must be an https:// URL (vCon core requires HTTPS)")
+        for name in ("delivery_timeout_s", "retry_max_s", "shutdown_grace_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, "must be positive")
         if (self.signing_key_file is None) != (self.signing_cert_file is None):
             raise ConfigError("signing_key_file", "signing needs both signing_key_file and signing_cert_file")
         if self.encrypt_cert_file is not None and self.signing_key_file is None:

@@ -10,6 +10,7 @@ point at the file); :func:`redacted` masks them for display.
 from __future__ import annotations
 
 import argparse
+import math
 import dataclasses
 import types
 import typing
@@ -73,9 +74,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 raise ValueError(f"not an integer: {value!r}")
             return int(value)
         if base is float:
-            if isinstance(value, bool):
-                raise ValueError(f"not a number: {value!r}")
-            return float(value)
+            if isinstance(value, bool) or not math.isfinite(number := float(value)):
+                raise ValueError(f"not a finite number: {value!r}")
+            return number
         if base is str:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError(f"not a string: {value!r}")
@@ -95,7 +96,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if value not in choices:
                 raise ValueError(f"{value!r} is not one of {', '.join(map(str, choices))}")
             return value
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise ConfigError(where, str(exc)) from None
     raise ConfigError(where, f"unsupported setting type {base!r}")
 

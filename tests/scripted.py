@@ -143,7 +143,7 @@ def main(argv: list[str]) -> int:
         key, _, value = arg.removeprefix("--").partition("=")
         flags[key.replace("-", "_")] = value
     config = load({}, {"scripted": ScriptedAdapter}, env={}, flags=flags, only="scripted")
-    logs.configure("info", "text")
+    logs.configure(config.core.log_level, config.core.log_format)
     return asyncio.run(serve(config, {"scripted": ScriptedAdapter}))
 
 

@@ -254,6 +254,62 @@ def test_metrics_port_in_use_is_exit_3(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = cli("run", "--adapters=", f"--out={tmp_path / 'o'}", f"--state-dir={tmp_path / 's'}",
-                     f"--metrics-listen=127.0.0.1:{port}")
+        result = cli(
+            "run",
+            "--adapters=",
+            f"--out={tmp_path / 'o'}",
+            f"--state-dir={tmp_path / 's'}",
+            f"--metrics-listen=127.0.0.1:{port}",
+        )
     assert_one_line_error(result, 3, "metrics_listen")
+
+
+async def test_conserver_down_during_calls_and_up_30s_later_gets_each_vcon_once(tmp_path):
+    port = free_port()
+    proc = start(tmp_path, "--scenario=answered", "--calls=3", f"--conserver-url=http://127.0.0.1:{port}")
+    outbox = tmp_path / "state" / "spool" / "outbox"
+    await wait_for(lambda: len(list((tmp_path / "out").glob("*.vcon"))) == 3)
+    assert len(list(outbox.glob("*.vcon"))) == 3, "kept in the spool while the conserver is down"
+    await asyncio.sleep(30)
+    server = Conserver()
+    await server.start(port)
+    await wait_for(lambda: len(server.received) == 3, within_s=30)
+    await wait_for(lambda: not list(outbox.glob("*.vcon")))
+    code, err = stop(proc)
+    await server.stop()
+    assert code == 0, err
+    assert set(server.received.values()) == {1}
+    assert set(server.received) == {p.stem for p in (tmp_path / "out").glob("*.vcon")}
+
+
+async def test_no_secret_in_logs_or_vcons(tmp_path):
+    token = "tok-9f8e7d6c5b4a"
+    (tmp_path / "token").write_text(token + "\n")
+    server = Conserver(token=token)
+    url = await server.start()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(SCRIPTED),
+            f"--out={tmp_path / 'out'}",
+            f"--state-dir={tmp_path / 'state'}",
+            "--scenario=answered",
+            f"--conserver-url={url}",
+            f"--conserver-token-file={tmp_path / 'token'}",
+            "--log-level=debug",
+            "--log-format=json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    await wait_for(lambda: server.received)
+    code, err = stop(proc)
+    await server.stop()
+    assert code == 0, err
+    assert token not in err
+    for path in (tmp_path / "out").glob("*"):
+        assert token.encode() not in path.read_bytes()
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert lines and all("level" in entry for entry in lines)
+    assert any(entry.get("vcon_uuid") for entry in lines if entry["message"] == "vCon delivered")
