@@ -10,8 +10,8 @@ point at the file); :func:`redacted` masks them for display.
 from __future__ import annotations
 
 import argparse
-import math
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
