@@ -20,7 +20,7 @@ from aiohttp import web
 from capture.adapter import Adapter
 from capture.atomic import ensure_dir
 from capture.config import Config, CoreSettings
-from capture.errors import ConfigError, StartupError
+from capture.errors import AdapterError, ConfigError, StartupError
 from capture.metrics import health_app
 from capture.mixdown import MediaPolicy
 from capture.pipeline import Pipeline
@@ -119,7 +119,7 @@ async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) ->
         for adapter in adapters:
             await adapter.start()
             started.append(adapter)
-    except StartupError:
+    except AdapterError:
         for adapter in started:
             await adapter.stop()
         await pipeline.aclose()
