@@ -23,6 +23,7 @@ import random
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +48,8 @@ from capture.vcon.validate import problems
 log = logging.getLogger(__name__)
 
 JOURNAL = "journal.jsonl"
+RECENT_UUIDS = 10_000
+"How many call ids :meth:`Pipeline.vcon_uuid` still answers for after their call ended."
 
 
 def utcnow() -> datetime:
@@ -91,7 +94,7 @@ class Pipeline:
         self._seal = seal
         self._accepting = True
         self._calls: dict[str, _Call] = {}
-        self._uuids: dict[str, str] = {}
+        self._uuids: OrderedDict[str, str] = OrderedDict()
         self._sequence = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finishing: set[asyncio.Task[None]] = set()
@@ -183,6 +186,8 @@ class Pipeline:
         self.metrics.calls_started.labels(event.source).inc()
         self._calls[event.call_id] = call
         self._uuids[event.call_id] = vcon_uuid
+        if len(self._uuids) > RECENT_UUIDS:
+            self._uuids.popitem(last=False)
         self._journal(call, {"vcon_uuid": vcon_uuid, **event_to_json(event)})
         with call_scope(vcon_uuid):
             log.info("call started", extra={"call_id": event.call_id, "source": event.source})
