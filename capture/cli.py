@@ -140,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     adapters, broken = installed_adapters()
     commands, _ = installed_commands()
+    if argv and argv[0] in commands:
+        return int(commands[argv[0]](argv[1:]) or 0)
     args = _parser(adapters, commands).parse_args(argv)
     if args.command == "validate":
         return _validate(args.files, args.media_dir)
@@ -147,8 +149,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _verify(args.files, args.ca, args.media_dir)
     if args.command == "decrypt":
         return _decrypt(args.file, args.key, args.output)
-    if args.command in commands:
-        return int(commands[args.command](args.args) or 0)
     try:
         doc = read_toml(args.config)
         flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
