@@ -28,26 +28,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from capture.atomic import ensure_dir
-from capture.errors import DeliveryError, LocalProtocolError, MediaError, PermanentDeliveryError
+from capture.errors import DeliveryError, LocalProtocolError, PermanentDeliveryError
 from capture.events import CallEnded, CallStarted, CaptureEvent, event_to_json
+from capture.finishing import Sealing, VconBuilder
 from capture.logs import call_scope
 from capture.metrics import Metrics
-from capture.mixdown import MediaPolicy, render_recordings
+from capture.mixdown import MediaPolicy
 from capture.recording import StreamRecording
 from capture.sinks import Sink
 from capture.spool import Spool
 from capture.vcon.assemble import Conversation
-from capture.vcon.model import dumps
 from capture.vcon.syntax import Syntax
 from capture.vcon.uuid8 import uuid8_for
-from capture.vcon.validate import problems
 
 log = logging.getLogger(__name__)
 
 JOURNAL = "journal.jsonl"
+BUILD_WORKERS = 2
+"Worker processes building vCons from finished calls."
 RECENT_UUIDS = 10_000
 "How many call ids :meth:`Pipeline.vcon_uuid` still answers for after their call ended."
 
@@ -79,7 +80,8 @@ class Pipeline:
         retry_max_s: float = 60.0,
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
-        seal: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        sealing: Sealing | None = None,
+        build_workers: int = BUILD_WORKERS,
     ) -> None:
         self.calls_dir = ensure_dir(state_dir / "calls")
         self.domain = domain
@@ -91,7 +93,7 @@ class Pipeline:
         self._clock = clock
         self.metrics = metrics or Metrics()
         self.metrics.watch(self)
-        self._seal = seal
+        self._builder = VconBuilder(media, syntax, sealing, build_workers)
         self._accepting = True
         self._calls: dict[str, _Call] = {}
         self._uuids: OrderedDict[str, str] = OrderedDict()
@@ -219,33 +221,21 @@ class Pipeline:
         task.add_done_callback(self._finishing.discard)
 
     async def finish_conversation(self, conv: Conversation, directory: Path) -> None:
-        """Render, assemble, validate and spool one finished call; then deliver."""
+        """Build and spool one finished call's vCon (built in a worker process); then deliver."""
         ended_at = conv.ended.at if conv.ended else self.now()
-        try:
-            contents = await asyncio.to_thread(
-                render_recordings, conv.uuid, conv.recordings, conv.party_keys, self.media
-            )
-        except MediaError as exc:
-            log.error("recording unusable: %s", exc)
-            conv.note("media_error", str(exc))
-            contents = []
-        doc = conv.to_vcon(contents, updated_at=self.now()).to_dict(self.syntax)
-        found = problems(doc)
+        data, found = await self._builder.build(conv)
         for problem in found:
             log.error("vCon invalid: %s", problem)
-        if self._seal is not None:
-            doc = self._seal(doc)
-        await asyncio.to_thread(self.spool.put, conv.uuid, dumps(doc))
-        await asyncio.to_thread(shutil.rmtree, directory, True)
+        await asyncio.to_thread(self.spool.put, conv.uuid, data)
         latency = (self.now() - ended_at).total_seconds()
         log.info(
-            "vCon spooled",
-            extra={"call_id": conv.call_id, "problems": len(found), "latency_s": round(latency, 3)},
+            "vCon spooled", extra={"call_id": conv.call_id, "problems": len(found), "latency_s": round(latency, 3)}
         )
         self.metrics.vcons_emitted.labels(conv.source).inc()
         self.metrics.end_to_vcon.labels(conv.source).observe(max(latency, 0.0))
         for event in self._wake.values():
             event.set()
+        await asyncio.to_thread(shutil.rmtree, directory, True)
 
     # -- delivery ---------------------------------------------------------------------
 
@@ -323,3 +313,4 @@ class Pipeline:
         await asyncio.gather(*self._delivery, return_exceptions=True)
         for sink in self.sinks:
             await sink.aclose()
+        await asyncio.to_thread(self._builder.close)

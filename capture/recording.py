@@ -108,8 +108,9 @@ class StreamRecording:
         data = np.concatenate(self._pending)
         self._pending.clear()
         self._pending_samples = 0
+        # sf.write hands the bytes to the kernel (libsndfile does not buffer), which is all a
+        # SIGKILL needs; SoundFile.flush() would fsync, per stream per second, on the event loop.
         self._file.write(data)
-        self._file.flush()
 
     def close(self, at: datetime | None = None) -> MediaRecorded | None:
         """Finish the file; returns (and reports) the MediaRecorded event, None if nothing was heard."""

@@ -13,7 +13,6 @@ import os
 import signal
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -21,11 +20,11 @@ from capture.adapter import Adapter
 from capture.atomic import ensure_dir
 from capture.config import Config, CoreSettings
 from capture.errors import AdapterError, ConfigError, StartupError
+from capture.finishing import Sealing
 from capture.metrics import health_app
 from capture.mixdown import MediaPolicy
 from capture.pipeline import Pipeline
 from capture.recovery import recover_calls
-from capture.signing import Signer, encrypt
 from capture.sinks import Sink
 from capture.sinks.conserver import ConserverSink
 from capture.sinks.directory import DirectorySink
@@ -48,6 +47,14 @@ def _usable_dir(path: Path, setting: str) -> Path:
     return path
 
 
+def _sealing(core: CoreSettings) -> Sealing | None:
+    if core.signing_key_file is None or core.signing_cert_file is None:
+        return None
+    sealing = Sealing(core.signing_key_file, core.signing_cert_file, core.encrypt_cert_file)
+    sealing.check()
+    return sealing
+
+
 def build_pipeline(config: Config) -> Pipeline:
     """The pipeline with its spool and sinks, directories checked."""
     core = config.core
@@ -65,7 +72,7 @@ def build_pipeline(config: Config) -> Pipeline:
             )
         )
     return Pipeline(
-        seal=_sealer(core),
+        sealing=_sealing(core),
         state_dir=state,
         domain=core.uuid_domain,
         syntax=SYNTAXES[core.syntax],
@@ -74,18 +81,6 @@ def build_pipeline(config: Config) -> Pipeline:
         sinks=sinks,
         retry_max_s=core.retry_max_s,
     )
-
-
-def _sealer(core: CoreSettings) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
-    """Signs (and encrypts) each vCon when configured; keys are loaded once, at start."""
-    if core.signing_key_file is None or core.signing_cert_file is None:
-        return None
-    signer = Signer.from_files(core.signing_key_file, core.signing_cert_file)
-    recipient = core.encrypt_cert_file
-    if recipient is None:
-        return signer.sign
-    encrypt(signer.sign({"uuid": "00000000-0000-0000-0000-000000000000"}), recipient)  # fail at start, not per call
-    return lambda doc: encrypt(signer.sign(doc), recipient)
 
 
 async def _start_health(pipeline: Pipeline, listen: str, ready: Callable[[], bool]) -> web.AppRunner:

@@ -19,7 +19,7 @@ from capture.vcon.content import b64url_decode
 from capture.vcon.syntax import CORE_03
 
 
-def make_pipeline(tmp_path: Path, **media) -> Pipeline:
+def make_pipeline(tmp_path: Path, sealing=None, **media) -> Pipeline:
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
     return Pipeline(
@@ -29,6 +29,7 @@ def make_pipeline(tmp_path: Path, **media) -> Pipeline:
         media=MediaPolicy(media_dir=out, **media),
         spool=Spool(tmp_path / "state" / "spool"),
         sinks=[DirectorySink(out)],
+        sealing=sealing,
     )
 
 

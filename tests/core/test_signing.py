@@ -17,7 +17,8 @@ from vconcheck import EXAMPLES, assert_valid
 from capture.cli import main
 from capture.config import CoreSettings
 from capture.errors import ConfigError
-from capture.service import _sealer
+from capture.finishing import _sealer
+from capture.service import _sealing
 from capture.signing import Signer, VerificationError, decrypt, encrypt, verify
 
 
@@ -142,8 +143,7 @@ async def test_pipeline_emits_signed_vcons_that_the_cli_verifies(pki, tmp_path, 
     core = CoreSettings(
         signing_key_file=pki["key"], signing_cert_file=pki["chain"], media_url_base="https://media.example.com/r"
     )
-    pipeline = make_pipeline(tmp_path, url_base=core.media_url_base)
-    pipeline._seal = _sealer(core)
+    pipeline = make_pipeline(tmp_path, url_base=core.media_url_base, sealing=_sealing(core))
     await pipeline.start()
     await answered(pipeline, "c1")
     assert await pipeline.drain(10)
@@ -169,7 +169,7 @@ def test_cli_decrypt_then_verify(rsa_pki, tmp_path):
     core = CoreSettings(
         signing_key_file=rsa_pki["key"], signing_cert_file=rsa_pki["chain"], encrypt_cert_file=rsa_pki["chain"]
     )
-    sealed = _sealer(core)(DOC)
+    sealed = _sealer(_sealing(core))(DOC)
     (tmp_path / "e.vcon").write_text(json.dumps(sealed))
     assert (
         main(["decrypt", str(tmp_path / "e.vcon"), "--key", str(rsa_pki["key"]), "-o", str(tmp_path / "s.vcon")]) == 0

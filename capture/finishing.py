@@ -1,0 +1,103 @@
+"""Turning a finished conversation into vCon bytes, in worker processes.
+
+Rendering audio, base64, JSON and validation are CPU work that holds the GIL; done in the
+service's process they would stall the event loop that reads RTP, exactly when a burst of
+calls ends. So each finished call is built in a small process pool (forkserver: workers
+start from a clean, preloaded interpreter, not a fork of a process full of threads and
+sockets). A worker that dies does not lose the call: it is built again in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from capture.errors import MediaError
+from capture.mixdown import MediaPolicy, render_recordings
+from capture.vcon.assemble import Conversation
+from capture.vcon.model import dumps
+from capture.vcon.syntax import Syntax
+from capture.vcon.validate import problems
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sealing:
+    """Where the keys for signed (and encrypted) vCons are; each process loads them once."""
+
+    key_file: Path
+    cert_file: Path
+    encrypt_cert_file: Path | None = None
+
+    def check(self) -> None:
+        """Load the keys now, so a bad key stops the service at start, not at the first call."""
+        _sealer(self)({"uuid": "00000000-0000-0000-0000-000000000000"})
+
+
+@functools.cache
+def _sealer(sealing: Sealing) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    from capture.signing import Signer, encrypt
+
+    signer = Signer.from_files(sealing.key_file, sealing.cert_file)
+    recipient = sealing.encrypt_cert_file
+    if recipient is None:
+        return signer.sign
+    return lambda doc: encrypt(signer.sign(doc), recipient)
+
+
+def build_vcon(
+    conv: Conversation, media: MediaPolicy, syntax: Syntax, sealing: Sealing | None
+) -> tuple[bytes, list[str]]:
+    """The finished vCon's bytes, and the problems validation found (it is emitted anyway)."""
+    try:
+        contents = render_recordings(conv.uuid, conv.recordings, conv.party_keys, media)
+    except MediaError as exc:
+        conv.note("media_error", str(exc))
+        contents = []
+    doc = conv.to_vcon(contents, updated_at=datetime.now(UTC)).to_dict(syntax)
+    found = problems(doc)
+    if sealing is not None:
+        doc = _sealer(sealing)(doc)
+    return dumps(doc), found
+
+
+class VconBuilder:
+    """Builds vCons in worker processes, ``workers`` at a time, in the order asked."""
+
+    def __init__(self, media: MediaPolicy, syntax: Syntax, sealing: Sealing | None, workers: int) -> None:
+        self._args = (media, syntax, sealing)
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._slots = asyncio.Semaphore(workers)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["capture.finishing"])
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
+        return self._pool
+
+    async def build(self, conv: Conversation) -> tuple[bytes, list[str]]:
+        loop = asyncio.get_running_loop()
+        async with self._slots:
+            try:
+                return await loop.run_in_executor(self._executor(), build_vcon, conv, *self._args)
+            except BrokenProcessPool:
+                log.error("vCon worker died; building this call in a thread instead")
+                self._pool = None
+                return await asyncio.to_thread(build_vcon, conv, *self._args)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
