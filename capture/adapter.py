@@ -42,6 +42,9 @@ class Capture(Protocol):
     def vcon_uuid(self, call_id: str) -> str | None:
         """The uuid of the vCon a started call will become."""
 
+    def finished_vcon(self, vcon_uuid: str) -> bytes | None:
+        """The bytes of a finished vCon (e.g. to show it to the participant), None if not finished."""
+
     def open_recording(self, call_id: str, stream_id: str, party: str, sample_rate: int) -> StreamRecording:
         """A timestamp-true mono recording for one party's stream of a started call.
 

@@ -39,6 +39,7 @@ from capture.metrics import Metrics
 from capture.mixdown import MediaPolicy
 from capture.recording import StreamRecording
 from capture.sinks import Sink
+from capture.sinks.directory import DirectorySink
 from capture.spool import Spool
 from capture.vcon.assemble import Conversation
 from capture.vcon.syntax import Syntax
@@ -116,6 +117,16 @@ class Pipeline:
     def vcon_uuid(self, call_id: str) -> str | None:
         """The uuid minted for a call (kept after the call ended)."""
         return self._uuids.get(call_id)
+
+    def finished_vcon(self, vcon_uuid: str) -> bytes | None:
+        """A finished vCon's bytes, from the output directory or the spool; None if there is none yet."""
+        places = [s.directory for s in self.sinks if isinstance(s, DirectorySink)] + [self.spool.outbox]
+        for place in places:
+            try:
+                return (place / f"{vcon_uuid}.vcon").read_bytes()
+            except FileNotFoundError:
+                continue
+        return None
 
     def active_calls_by_source(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -55,7 +55,6 @@ EXAMPLES: dict[str, Any] = {
     "token_file": "/etc/vcon-capture/whip.tokens",
     "turn_username": "vcon-capture",
     "turn_credential_file": "/etc/vcon-capture/turn.credential",
-    "vcon_dir": "/var/lib/vcon-capture/vcons",
 }
 
 

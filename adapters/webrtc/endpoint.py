@@ -14,13 +14,13 @@ Every refusal is one line of text with a 4xx/503 status, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
-from pathlib import Path
 
 from aiohttp import web
 from aiortc import RTCConfiguration
@@ -188,9 +188,7 @@ class WhipEndpoint:
         vcon_uuid = request.match_info["uuid"]
         if not UUID.fullmatch(vcon_uuid) or vcon_uuid not in self._vcons:
             raise RemoteProtocolError("no vCon of a room recorded here has that uuid", status_hint=404)
-        if self.settings.vcon_dir is None:
-            raise RemoteProtocolError("finished vCons are not served here (webrtc.vcon_dir is unset)", status_hint=404)
-        path = Path(self.settings.vcon_dir) / f"{vcon_uuid}.vcon"
-        if not path.is_file():
+        body = await asyncio.to_thread(self.capture.finished_vcon, vcon_uuid)
+        if body is None:
             raise RemoteProtocolError("the vCon is not finished yet", status_hint=404)
-        return web.Response(body=path.read_bytes(), content_type="application/json")
+        return web.Response(body=body, content_type="application/json")

@@ -41,7 +41,6 @@ class WebrtcSettings:
     max_participants: int = setting(16, "participants in one room (403 above)")
     reorder_depth: int = setting(3, "RTP packets held waiting for a missing one before it counts as lost")
     cors_origin: str = setting("*", "Access-Control-Allow-Origin for browser WHIP clients")
-    vcon_dir: Path | None = setting(None, "where finished vCons land (normally --out), served at GET /vcons/{uuid}")
 
     def __post_init__(self) -> None:
         split_hostport(self.listen, "webrtc.listen")

@@ -69,7 +69,6 @@ class Server:
             "--state-dir", str(tmp / "state"),
             "--domain", "test.invalid",
             "--host-addresses", "127.0.0.1",
-            "--vcon-dir", str(self.out),
             *extra,
         ]  # fmt: skip
         self._log_file = self.log.open("wb")
