@@ -301,6 +301,9 @@ class SipCall:
             },
         }
         fields = {k: v for k, v in fields.items() if v is not None}
+        for stream in self.streams:
+            if stream is not None:
+                self.capture.metrics.rtp_packets("sip", stream.packets, stream.lost)
         self.capture.emit(CdrFields(call_id=self.call_id, at=at, fields=fields))
         self.capture.emit(CallEnded(call_id=self.call_id, at=at, disposition=disposition, cause=cause,
                                     ended_by=ended_by))  # fmt: skip

@@ -144,6 +144,7 @@ class Session:
         now = self.capture.now()
         lost = sum(b.reorder.lost for b in self._buffers.values())
         received = sum(b.reorder.received for b in self._buffers.values())
+        self.capture.metrics.rtp_packets("webrtc", received, lost)
         log.info(
             "participant left: call %s party %s room %s: %s (%d frames, %d/%d packets lost)",
             self.call_id,

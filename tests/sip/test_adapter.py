@@ -12,35 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from fakecapture import FakeCapture
 
 from adapters.sip.adapter import SipAdapter
 from adapters.sip.message import parse_message
 from adapters.sip.settings import SipSettings
 from capture.errors import ConfigError, StartupError
-from capture.events import CallEnded, CallStarted, CaptureEvent, Disposition
-from capture.recording import StreamRecording
-
-
-class RecordingCapture:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.events: list[CaptureEvent] = []
-        self.accepting = True
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def emit(self, event: CaptureEvent) -> None:
-        self.events.append(event)
-
-    def vcon_uuid(self, call_id: str) -> str | None:
-        return None
-
-    def open_recording(self, call_id: str, stream_id: str, party: str, sample_rate: int) -> StreamRecording:
-        return StreamRecording(
-            self.directory / f"{stream_id}.wav", sample_rate, call_id=call_id, stream_id=stream_id, party=party,
-            on_close=self.emit,
-        )  # fmt: skip
+from capture.events import CallEnded, CallStarted, Disposition
 
 
 def request(method: str, call_id: str, port: int, *, body: str = "", extra: str = "", transport: str = "UDP") -> bytes:
@@ -80,8 +58,8 @@ def udp() -> socket.socket:
     sock.close()
 
 
-async def start(tmp_path: Path, **settings: object) -> tuple[SipAdapter, RecordingCapture]:
-    capture = RecordingCapture(tmp_path)
+async def start(tmp_path: Path, **settings: object) -> tuple[SipAdapter, FakeCapture]:
+    capture = FakeCapture(tmp_path)
     adapter = SipAdapter(SipSettings(listen="127.0.0.1:0", **settings), capture)  # type: ignore[arg-type]
     await adapter.start()
     return adapter, capture
@@ -150,7 +128,7 @@ async def test_tcp_options_and_garbage(tmp_path: Path) -> None:
 async def test_port_in_use_is_a_startup_error(tmp_path: Path) -> None:
     adapter, _ = await start(tmp_path)
     try:
-        other = SipAdapter(SipSettings(listen=f"127.0.0.1:{adapter.port}"), RecordingCapture(tmp_path))  # type: ignore[arg-type]
+        other = SipAdapter(SipSettings(listen=f"127.0.0.1:{adapter.port}"), FakeCapture(tmp_path))  # type: ignore[arg-type]
         with pytest.raises(StartupError):
             await other.start()
     finally:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
 import aioice.ice
 import numpy as np
@@ -16,44 +14,17 @@ import soundfile as sf
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from av import AudioFrame
+from fakecapture import FakeCapture
 
 from adapters.webrtc.identity import Identity
 from adapters.webrtc.session import Session
-from capture.events import CaptureEvent, MediaRecorded, MediaUnavailable, PartyLeft
-from capture.recording import StreamRecording
+from capture.events import MediaRecorded, MediaUnavailable, PartyLeft
 
 
 @pytest.fixture(autouse=True)
 def loopback_ice(monkeypatch):
     """Host candidates on 127.0.0.1 only, for this test's peers (works in a loopback-only netns too)."""
     monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-
-
-class FakeCapture:
-    accepting = True
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.events: list[CaptureEvent] = []
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def emit(self, event: CaptureEvent) -> None:
-        self.events.append(event)
-
-    def vcon_uuid(self, call_id: str) -> str | None:
-        return None
-
-    def open_recording(self, call_id: str, stream_id: str, party: str, sample_rate: int) -> StreamRecording:
-        return StreamRecording(
-            self.directory / f"{stream_id}.wav",
-            sample_rate,
-            call_id=call_id,
-            stream_id=stream_id,
-            party=party,
-            on_close=self.emit,
-        )
 
 
 class StallingTone(MediaStreamTrack):

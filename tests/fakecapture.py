@@ -1,0 +1,40 @@
+"""An in-memory Capture for adapters' in-process tests: events collected, recordings in a directory.
+
+End-to-end tests use the real pipeline through the CLI; this stands in for it where a
+test drives an adapter's pieces directly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from capture.events import CaptureEvent
+from capture.metrics import Metrics
+from capture.recording import StreamRecording
+
+
+class FakeCapture:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.events: list[CaptureEvent] = []
+        self.accepting = True
+        self.metrics = Metrics()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def emit(self, event: CaptureEvent) -> None:
+        self.events.append(event)
+
+    def vcon_uuid(self, call_id: str) -> str | None:
+        return None
+
+    def finished_vcon(self, vcon_uuid: str) -> bytes | None:
+        return None
+
+    def open_recording(self, call_id: str, stream_id: str, party: str, sample_rate: int) -> StreamRecording:
+        return StreamRecording(
+            self.directory / f"{stream_id}.wav", sample_rate, call_id=call_id, stream_id=stream_id, party=party,
+            on_close=self.emit,
+        )  # fmt: skip
