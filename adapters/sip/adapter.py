@@ -28,7 +28,7 @@ from adapters.sip.core import (
     Send,
     SipCore,
 )
-from adapters.sip.message import TcpFramer
+from adapters.sip.message import TcpFramer, parse_message, parse_name_addr, response_to
 from adapters.sip.rtp import RtpStream
 from adapters.sip.settings import SipSettings, split_hostport
 from capture.adapter import Adapter, Capture
@@ -151,6 +151,9 @@ class SipAdapter(Adapter):
             return
         now = time.monotonic()
         try:
+            if not self.capture.accepting and (refusal := self._draining_refusal(data)) is not None:
+                self._send([Send(refusal, conn, addr)])
+                return
             sends, events = self.core.receive(data, conn, addr, transport, now)
         except RemoteProtocolError as exc:
             self.malformed += 1
@@ -158,6 +161,17 @@ class SipAdapter(Adapter):
             return
         self._send(sends)
         self._dispatch(events, now)
+
+    def _draining_refusal(self, data: bytes) -> bytes | None:
+        """503 for an out-of-dialog OPTIONS while shutting down, so a dispatcher's pings take this node
+        out of rotation; None for anything else (the core answers it)."""
+        msg = parse_message(data)
+        if msg.method != "OPTIONS" or parse_name_addr(msg.get("To") or "").params.get("tag"):
+            return None
+        resp = response_to(msg, 503, "Service Unavailable")
+        resp.add("Retry-After", str(self.settings.retry_after_s))
+        resp.add("Server", self.core.user_agent)
+        return resp.to_bytes()
 
     def log_once(self, source: str, message: str, *args: Any) -> None:
         now = time.monotonic()
