@@ -25,6 +25,7 @@ from capture.metrics import health_app
 from capture.mixdown import MediaPolicy
 from capture.pipeline import Pipeline
 from capture.recovery import recover_calls
+from capture.settings import split_hostport
 from capture.sinks import Sink
 from capture.sinks.conserver import ConserverSink
 from capture.sinks.directory import DirectorySink
@@ -84,11 +85,11 @@ def build_pipeline(config: Config) -> Pipeline:
 
 
 async def _start_health(pipeline: Pipeline, listen: str, ready: Callable[[], bool]) -> web.AppRunner:
-    host, _, port = listen.rpartition(":")
+    host, port = split_hostport(listen, "metrics_listen")
     runner = web.AppRunner(health_app(pipeline.metrics, ready), access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()
+        await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
         raise StartupError(f"metrics_listen {listen}: {exc.strerror}") from None

@@ -32,6 +32,14 @@ def setting(default: Any, help: str, *, flag: bool = True, secret: bool = False)
     return dataclasses.field(default=default, metadata=meta)
 
 
+def split_hostport(value: str, where: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 as ``[::1]:5060``) -> (host, port); ConfigError names ``where``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(where, f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
 def env_name(section: str, key: str) -> str:
     """The environment variable of a setting; the core's own (section "") have no section part."""
     if not section:

@@ -16,12 +16,12 @@ from typing import Any
 from adapters.ami.client import AmiClient
 from adapters.ami.protocol import Message
 from adapters.ami.recordings import collect
-from adapters.ami.settings import SECRET_ENV, AmiSettings, split_hostport
+from adapters.ami.settings import SECRET_ENV, AmiSettings
 from adapters.ami.tracker import CallTracker, FinishCall, Output, StartMixMonitor
 from capture.adapter import Adapter, Capture
 from capture.errors import AuthenticationError, ConfigError, RemoteProtocolError
 from capture.events import CaptureEvent, MediaUnavailable
-from capture.settings import read_secret
+from capture.settings import read_secret, split_hostport
 
 log = logging.getLogger(__name__)
 

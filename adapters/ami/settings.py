@@ -7,17 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 from capture.errors import ConfigError
-from capture.settings import setting
+from capture.settings import setting, split_hostport
 
 SECRET_ENV = "VCON_CAPTURE_AMI__SECRET"
-
-
-def split_hostport(value: str, where: str) -> tuple[str, int]:
-    """``HOST:PORT`` (IPv6 as ``[::1]:5038``) -> (host, port)."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ConfigError(where, f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True)

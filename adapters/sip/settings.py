@@ -8,17 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capture.errors import ConfigError
-from capture.settings import setting
+from capture.settings import setting, split_hostport
 
 PRIVATE_RANGES = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
-
-
-def split_hostport(value: str, where: str) -> tuple[str, int]:
-    """``HOST:PORT`` (IPv6 as ``[::1]:5060``) -> (host, port)."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(where, f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True)

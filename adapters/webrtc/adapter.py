@@ -11,10 +11,10 @@ from aiohttp import web
 from adapters.webrtc import ice
 from adapters.webrtc.endpoint import WhipEndpoint
 from adapters.webrtc.identity import TokenCheck, parse_tokens
-from adapters.webrtc.settings import WebrtcSettings, split_hostport
+from adapters.webrtc.settings import WebrtcSettings
 from capture.adapter import Adapter, Capture
 from capture.errors import ConfigError, StartupError
-from capture.settings import read_secret
+from capture.settings import read_secret, split_hostport
 
 log = logging.getLogger(__name__)
 

@@ -6,15 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capture.errors import ConfigError
-from capture.settings import setting
-
-
-def split_hostport(value: str, where: str) -> tuple[str, int]:
-    """``HOST:PORT`` (IPv6 as ``[::1]:8080``) -> (host, port)."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(where, f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
+from capture.settings import setting, split_hostport
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from capture.events import (
     Transferred,
 )
 from capture.vcon.content import rfc3339
-from capture.vcon.model import Attachment, Content, Dialog, Party, PartyEvent, SessionId, Vcon
+from capture.vcon.model import Attachment, Content, Dialog, DialogType, Party, PartyEvent, SessionId, Vcon
 
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
 
@@ -193,6 +193,18 @@ class Conversation:
             session = SessionId(local=local or NIL_UUID, remote=remote or NIL_UUID)
         application = self.started.application
 
+        def whole_call(kind: DialogType, **fields: Any) -> Dialog:
+            """A dialog spanning the whole call, with everyone in it."""
+            return Dialog(
+                type=kind,
+                start=start,
+                duration=round((end - start).total_seconds(), 3),
+                parties=everyone,
+                session_id=session,
+                application=application,
+                **fields,
+            )
+
         dialogs: list[Dialog] = []
         for rec in sorted(recordings, key=lambda r: r.start):
             dialogs.append(
@@ -211,42 +223,12 @@ class Conversation:
         if len(dialogs) > 1:
             set_index = len(dialogs)
             dialogs = [_with(d, recording_set=set_index) for d in dialogs]
-            dialogs.append(
-                Dialog(
-                    type="recording-set",
-                    start=start,
-                    duration=round((end - start).total_seconds(), 3),
-                    parties=everyone,
-                    recordings=list(range(set_index)),
-                    session_id=session,
-                    application=application,
-                )
-            )
+            dialogs.append(whole_call("recording-set", recordings=list(range(set_index))))
         disposition = self.ended.disposition if self.ended else None
         if disposition is not None:
-            dialogs.append(
-                Dialog(
-                    type="incomplete",
-                    start=start,
-                    duration=round((end - start).total_seconds(), 3),
-                    parties=everyone,
-                    disposition=str(disposition),
-                    session_id=session,
-                    application=application,
-                )
-            )
+            dialogs.append(whole_call("incomplete", disposition=str(disposition)))
         elif not dialogs:
-            dialogs.append(
-                Dialog(
-                    type="recording-set",
-                    start=start,
-                    duration=round((end - start).total_seconds(), 3),
-                    parties=everyone,
-                    recordings=[],
-                    session_id=session,
-                    application=application,
-                )
-            )
+            dialogs.append(whole_call("recording-set", recordings=[]))
         main = len(dialogs) - 1 if len(dialogs) > 1 and dialogs[-1].type != "recording" else 0
         dialogs[main] = _with(dialogs[main], party_history=history)
         for t in self._transfers:

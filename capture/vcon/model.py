@@ -38,6 +38,14 @@ def _object(obj: Any) -> dict[str, Any]:
     return out
 
 
+def _with_content(obj: Dialog | Attachment) -> dict[str, Any]:
+    """A dialog or attachment as a dict, its content's keys inline (body/encoding or url/content_hash)."""
+    out = _object(dataclasses.replace(obj, content=None))
+    if obj.content is not None:
+        out.update(_object(obj.content))
+    return out
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Party:
     tel: str | None = None
@@ -98,10 +106,7 @@ class Dialog:
     recording_set: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = _object(dataclasses.replace(self, content=None))
-        if self.content is not None:
-            out.update(_object(self.content))
-        return out
+        return _with_content(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,10 +120,7 @@ class Attachment:
     content: Content | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = _object(dataclasses.replace(self, content=None))
-        if self.content is not None:
-            out.update(_object(self.content))
-        return out
+        return _with_content(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
