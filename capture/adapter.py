@@ -72,7 +72,15 @@ class Adapter(abc.ABC):
 
     @abc.abstractmethod
     async def stop(self) -> None:
-        """Stop taking calls and end every active call with CallEnded."""
+        """Stop taking calls and end every active call with CallEnded.
+
+        Keep listening: until :meth:`close`, new calls and load-balancer probes are refused
+        with 503 (``capture.accepting`` is False), so a dispatcher sees the node draining.
+        """
+
+    async def close(self) -> None:
+        """Release sockets and listeners; called once the pipeline has drained."""
+        return None
 
     def describe(self) -> str:
         """Where it listens, for the startup log line."""

@@ -118,6 +118,7 @@ async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) ->
     except AdapterError:
         for adapter in started:
             await adapter.stop()
+            await adapter.close()
         await pipeline.aclose()
         if health is not None:
             await health.cleanup()
@@ -147,6 +148,8 @@ async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) ->
         log.warning("%d calls left open by their adapter were ended", left)
     if not await pipeline.drain(config.core.shutdown_grace_s):
         log.warning("shutdown grace expired with %d vCons undelivered (kept in the spool)", pipeline.spool.depth())
+    for adapter in started:
+        await adapter.close()
     await pipeline.aclose()
     if health is not None:
         await health.cleanup()

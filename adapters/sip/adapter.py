@@ -104,7 +104,8 @@ class SipAdapter(Adapter):
         for call in list(self.calls.values()):
             self._send(self.core.hangup(call.dialog, now=now, reason='SIP;cause=503;text="recorder shutting down"'))
             self._finish(call, cause="recorder shutdown", hangup_by="recorder")
-        await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
         for server in (self._tcp, self._tls):

@@ -69,6 +69,8 @@ class WebrtcAdapter(Adapter):
         if self.endpoint is not None:
             self.endpoint.stopping = True
             await self.endpoint.rooms.close_all("shutdown")
+
+    async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
 

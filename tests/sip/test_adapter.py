@@ -77,6 +77,7 @@ async def test_capacity_gives_503_with_retry_after_and_an_incomplete_call(tmp_pa
         assert ended and ended[0].disposition is Disposition.CONGESTION
     finally:
         await adapter.stop()
+        await adapter.close()
     ends = [e for e in capture.events if isinstance(e, CallEnded)]
     assert {e.call_id for e in ends} == {"c1", "c2"}, "stop() ends every active call"
 
@@ -95,6 +96,7 @@ async def test_unusable_offers_are_refused_with_a_vcon(tmp_path: Path, udp: sock
         assert parse_message((await exchange(udp, required, adapter.port))[-1]).status == 420
     finally:
         await adapter.stop()
+        await adapter.close()
     started = {e.call_id for e in capture.events if isinstance(e, CallStarted)}
     failed = {e.call_id for e in capture.events if isinstance(e, CallEnded) and e.disposition is Disposition.FAILED}
     assert started == failed == {"u1", "u2"}
@@ -107,6 +109,7 @@ async def test_allow_list_drops_other_sources(tmp_path: Path, udp: socket.socket
         assert adapter.refused == 1 and capture.events == []
     finally:
         await adapter.stop()
+        await adapter.close()
 
 
 async def test_tcp_options_and_garbage(tmp_path: Path) -> None:
@@ -123,6 +126,7 @@ async def test_tcp_options_and_garbage(tmp_path: Path) -> None:
         assert adapter.malformed == 1
     finally:
         await adapter.stop()
+        await adapter.close()
 
 
 async def test_port_in_use_is_a_startup_error(tmp_path: Path) -> None:
@@ -133,6 +137,7 @@ async def test_port_in_use_is_a_startup_error(tmp_path: Path) -> None:
             await other.start()
     finally:
         await adapter.stop()
+        await adapter.close()
 
 
 def test_settings_are_checked() -> None:
@@ -192,6 +197,7 @@ async def test_siprec_metadata_update_dtmf_info_and_bye(tmp_path: Path, udp: soc
         assert parse_message((await exchange(udp, in_dialog("BYE", 4), adapter.port))[-1]).status == 200
     finally:
         await adapter.stop()
+        await adapter.close()
     joined = [e.name for e in capture.events if type(e).__name__ == "PartyJoined"]
     assert joined == ["Agent", "Customer", "Supervisor"]
     (dtmf,) = [e for e in capture.events if type(e).__name__ == "DtmfReceived"]
@@ -273,6 +279,7 @@ async def test_sip_over_tls_call_is_recorded(tmp_path: Path) -> None:
         writer.close()
     finally:
         await adapter.stop()
+        await adapter.close()
     (recorded,) = [e for e in capture.events if type(e).__name__ == "MediaRecorded"]
     audio, _ = soundfile.read(recorded.path, dtype="int16")
     assert recorded.duration_s == 1.0 and np.array_equal(audio, decode_ulaw(coded))
