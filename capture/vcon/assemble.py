@@ -301,8 +301,12 @@ def _with(dialog: Dialog, **changes: Any) -> Dialog:
     return replace(dialog, **changes)
 
 
-def _layout(channels: list[list[int]]) -> int | list[int] | list[int | list[int]]:
-    """Dialog ``parties`` for a file's channels: a single channel lists everyone in its mix."""
+def _layout(channels: list[list[int]]) -> list[int] | list[int | list[int]]:
+    """Dialog ``parties`` for a file's channels.
+
+    A single channel lists everyone in its mix, always as a list: vcon-server's ingest
+    refuses a bare int (and nested lists), so a one-party file is ``[0]``, a stereo file ``[0, 1]``.
+    """
     if len(channels) == 1:
-        return _channel(channels[0])
+        return channels[0]
     return [_channel(ch) for ch in channels]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from audiocheck import level_db, read_audio, window_ncc
+from conserver import conserver_rejects
 from scripted import FRAME, RATE, answered, busy, pcm, transfer
 from vconcheck import assert_valid
 
@@ -110,7 +111,7 @@ async def test_files_layout_gives_a_recording_set(tmp_path):
     assert kinds == ["recording", "recording", "recording-set"]
     assert doc["dialog"][2]["recordings"] == [0, 1]
     assert all(d["recording_set"] == 2 for d in doc["dialog"][:2])
-    assert [d["parties"] for d in doc["dialog"][:2]] == [0, 1]
+    assert [d["parties"] for d in doc["dialog"][:2]] == [[0], [1]]
 
 
 async def test_media_url_base_references_audio_by_url_and_content_hash(tmp_path, capsys):
@@ -157,6 +158,9 @@ async def test_recordings_left_open_are_closed_by_the_pipeline_at_call_end(tmp_p
     await pipeline.aclose()
     (doc,) = [json.loads(p.read_bytes()) for p in (tmp_path / "out").glob("*.vcon")]
     assert doc["dialog"][0]["type"] == "recording" and abs(doc["dialog"][0]["duration"] - 1.0) < 0.01
+    # one party is still a list: vcon-server's ingest refuses a bare int
+    assert doc["dialog"][0]["parties"] == [0]
+    assert conserver_rejects(doc) is None
 
 
 async def test_events_from_another_thread_are_taken(tmp_path):
