@@ -142,14 +142,12 @@ async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) ->
     await stopping.wait()
     log.info("shutting down: no new calls")
     pipeline.stop_accepting()
-    for adapter in started:
-        await adapter.stop()
+    await asyncio.gather(*(adapter.stop() for adapter in started))
     if left := pipeline.end_open_calls(SHUTDOWN_CAUSE):
         log.warning("%d calls left open by their adapter were ended", left)
     if not await pipeline.drain(config.core.shutdown_grace_s):
         log.warning("shutdown grace expired with %d vCons undelivered (kept in the spool)", pipeline.spool.depth())
-    for adapter in started:
-        await adapter.close()
+    await asyncio.gather(*(adapter.close() for adapter in started))
     await pipeline.aclose()
     if health is not None:
         await health.cleanup()

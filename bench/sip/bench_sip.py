@@ -4,7 +4,8 @@ For each N: the recorder (``python -m capture sip``) is started fresh, sipp plac
 (ramped over ``--ramp`` seconds) that each send ``--seconds`` of PCMA at 20 ms; with
 ``--streams 2`` every call is a SIPREC session with two labelled streams (sipp plays the
 first, a paced sender in this process plays every second one). Measured from /proc and the
-vCons: CPU ms per call-second (user+sys of the recorder process), max RSS, RTP packets
+vCons: CPU ms per call-second (user+sys of the recorder's process tree: it builds vCons in
+worker processes), max RSS (summed over the tree), RTP packets
 lost (expected minus recorded, from the CDRs), and BYE -> vCon latency (vCon file mtime
 minus the CDR end time) p50/p99.
 
@@ -164,16 +165,49 @@ class SecondStreams(threading.Thread):
         sock.close()
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (the recorder builds vCons in worker processes)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(_stat(int(entry.name))[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, frontier = [pid], [pid]
+    while frontier:
+        children = [c for c, p in parents.items() if p in frontier]
+        tree += children
+        frontier = children
+    return tree
+
+
 def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    """User + system CPU of the process tree, reaped children included."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = _stat(member)
+        except OSError:
+            continue
+        total += sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return total / TICK
 
 
 def max_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
+    """Sum over the process tree of each process's peak RSS."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            lines = Path(f"/proc/{member}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in lines if line.startswith("VmHWM:")), 0)
+    return total
 
 
 def run_sipp(
