@@ -39,8 +39,12 @@ async def run(calls: int, seconds: float, root: Path) -> dict[str, float]:
     out = root / "out"
     out.mkdir()
     pipeline = Pipeline(
-        state_dir=root / "state", domain="bench.example", syntax=CORE_03, media=MediaPolicy(),
-        spool=Spool(root / "state" / "spool"), sinks=[DirectorySink(out)],
+        state_dir=root / "state",
+        domain="bench.example",
+        syntax=CORE_03,
+        media=MediaPolicy(),
+        spool=Spool(root / "state" / "spool"),
+        sinks=[DirectorySink(out)],
     )
     await pipeline.start()
     audio = (np.random.default_rng(1).standard_normal(int(seconds * RATE)) * 3000).astype(np.int16)

@@ -287,21 +287,13 @@ async def test_no_secret_in_logs_or_vcons(tmp_path):
     (tmp_path / "token").write_text(token + "\n")
     server = Conserver(token=token)
     url = await server.start()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(SCRIPTED),
-            f"--out={tmp_path / 'out'}",
-            f"--state-dir={tmp_path / 'state'}",
-            "--scenario=answered",
-            f"--conserver-url={url}",
-            f"--conserver-token-file={tmp_path / 'token'}",
-            "--log-level=debug",
-            "--log-format=json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start(
+        tmp_path,
+        "--scenario=answered",
+        f"--conserver-url={url}",
+        f"--conserver-token-file={tmp_path / 'token'}",
+        "--log-level=debug",
+        "--log-format=json",
     )
     await wait_for(lambda: server.received)
     code, err = stop(proc)
