@@ -13,6 +13,9 @@ import asyncio
 import functools
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,6 +32,9 @@ from capture.vcon.syntax import Syntax
 from capture.vcon.validate import problems
 
 log = logging.getLogger(__name__)
+
+WATCH_S = 1.0
+"How often a worker checks that the service that started it still runs."
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,21 @@ def build_vcon(
     return dumps(doc), found
 
 
+def _exit_with(service_pid: int) -> None:
+    """In a worker: exit when the service is gone (a SIGKILLed service would leave the
+    worker, and through it the forkserver, waiting forever)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCH_S)
+            try:
+                os.kill(service_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="vcon-worker-watch", daemon=True).start()
+
+
 class VconBuilder:
     """Builds vCons in worker processes, ``workers`` at a time, in the order asked."""
 
@@ -84,7 +105,9 @@ class VconBuilder:
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["capture.finishing"])
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(
+                self._workers, mp_context=context, initializer=_exit_with, initargs=(os.getpid(),)
+            )
         return self._pool
 
     async def build(self, conv: Conversation) -> tuple[bytes, list[str]]:
