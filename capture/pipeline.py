@@ -21,7 +21,6 @@ import json
 import logging
 import random
 import shutil
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -103,7 +102,6 @@ class Pipeline:
         self._finishing: set[asyncio.Task[None]] = set()
         self._delivery: list[asyncio.Task[None]] = []
         self._wake: dict[str, asyncio.Event] = {}
-        self._lock = threading.Lock()
 
     # -- Capture protocol -------------------------------------------------------------
 
@@ -190,9 +188,8 @@ class Pipeline:
         if event.call_id in self._calls:
             log.warning("duplicate CallStarted ignored", extra={"call_id": event.call_id})
             return
-        with self._lock:
-            self._sequence += 1
-            vcon_uuid = uuid8_for(self.domain, event.at, self._sequence)
+        self._sequence += 1  # events are handled on the loop thread only (emit hands them over)
+        vcon_uuid = uuid8_for(self.domain, event.at, self._sequence)
         directory = ensure_dir(self.calls_dir / vcon_uuid)
         journal = (directory / JOURNAL).open("a", encoding="utf-8")
         call = _Call(Conversation(vcon_uuid, event), directory, journal)

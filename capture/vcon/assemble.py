@@ -222,7 +222,7 @@ class Conversation:
             )
         if len(dialogs) > 1:
             set_index = len(dialogs)
-            dialogs = [_with(d, recording_set=set_index) for d in dialogs]
+            dialogs = [replace(d, recording_set=set_index) for d in dialogs]
             dialogs.append(whole_call("recording-set", recordings=list(range(set_index))))
         disposition = self.ended.disposition if self.ended else None
         if disposition is not None:
@@ -230,7 +230,7 @@ class Conversation:
         elif not dialogs:
             dialogs.append(whole_call("recording-set", recordings=[]))
         main = len(dialogs) - 1 if len(dialogs) > 1 and dialogs[-1].type != "recording" else 0
-        dialogs[main] = _with(dialogs[main], party_history=history)
+        dialogs[main] = replace(dialogs[main], party_history=history)
         for t in self._transfers:
             dialogs.append(
                 Dialog(
@@ -295,10 +295,6 @@ class Conversation:
 
 def _channel(indices: list[int]) -> int | list[int]:
     return indices[0] if len(indices) == 1 else indices
-
-
-def _with(dialog: Dialog, **changes: Any) -> Dialog:
-    return replace(dialog, **changes)
 
 
 def _layout(channels: list[list[int]]) -> list[int] | list[int | list[int]]:
