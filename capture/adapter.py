@@ -4,12 +4,16 @@ An adapter is a class registered under the entry-point group ``vcon_capture.adap
 (see pyproject.toml); the CLI finds it there, so the core never imports an adapter. It
 declares its settings as a frozen dataclass built with :func:`capture.settings.setting`,
 and it talks to the core only through the :class:`Capture` it is given: events go in
-with ``emit``, audio goes into recordings from ``open_recording``.
+with ``emit``, audio goes into recordings from ``open_recording``, and the time comes from
+``now()`` (wall clock, for events) and ``monotonic()`` (for timers): adapters read no other
+clock. Every log line an adapter writes about a call is written inside
+``call_scope(capture.vcon_uuid(call_id))`` so it carries the call's vCon uuid.
 """
 
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol
@@ -22,6 +26,24 @@ ADAPTER_GROUP = "vcon_capture.adapters"
 COMMAND_GROUP = "vcon_capture.commands"
 
 
+@dataclass(frozen=True, slots=True)
+class ResumedCall:
+    """A call that was in progress when the service died, taken up again at its restart.
+
+    Only adapters that declare ``resumes_calls`` get these: after they have learnt what the
+    other side still has (e.g. an AMI resync), they continue each one by emitting more events
+    with its ``call_id`` (a repeated ``CallStarted`` is ignored) or end it with ``CallEnded``.
+    """
+
+    call_id: str
+    vcon_uuid: str
+    source: str
+    started_at: datetime
+    answered_at: datetime | None
+    last_event_at: datetime
+    "The last moment the journal knew the call was alive."
+
+
 class Capture(Protocol):
     """The pipeline as an adapter sees it."""
 
@@ -31,6 +53,9 @@ class Capture(Protocol):
 
     def now(self) -> datetime:
         """The current time, aware UTC."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps: timers and timeouts."""
 
     def emit(self, event: CaptureEvent) -> None:
         """Hand over an event; safe to call from any thread."""
@@ -51,6 +76,9 @@ class Capture(Protocol):
         The pipeline closes it when the call ends if the adapter has not.
         """
 
+    def resumed_calls(self, source: str) -> list[ResumedCall]:
+        """Calls of this adapter taken up again after a restart and not yet continued or ended."""
+
 
 class Adapter(abc.ABC):
     """One protocol's translator into capture events."""
@@ -61,6 +89,9 @@ class Adapter(abc.ABC):
     "One line for --help."
     settings_class: ClassVar[type]
     "Frozen dataclass of this adapter's settings."
+    resumes_calls: ClassVar[bool] = False
+    """True if the adapter can learn, after a restart, which of its calls are still going on
+    (then interrupted calls are handed back to it as :class:`ResumedCall`, not closed)."""
 
     def __init__(self, settings: Any, capture: Capture) -> None:
         self.settings = settings

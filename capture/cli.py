@@ -18,10 +18,10 @@ from capture import __version__, logs
 from capture.adapter import Adapter, installed_adapters, installed_commands
 from capture.atomic import write_atomic
 from capture.config import CoreSettings, load, read_toml
-from capture.errors import AdapterError, ConfigError
+from capture.errors import AdapterError, ConfigError, VerificationError
 from capture.service import serve
 from capture.settings import add_flags
-from capture.signing import VerificationError, decrypt, verify
+from capture.signing import decrypt, verify
 from capture.vcon.content import hash_matches
 from capture.vcon.validate import form_of, problems, referenced_content
 

@@ -12,6 +12,7 @@
     │   └── AuthenticationError    credentials rejected (AMI login); CLI exit 3
     ├── MediaError               recorder failure, missing file, unsupported codec
     ├── InvalidVcon              a vCon failed validation; .problems lists each with its JSON path
+    ├── VerificationError        a signed or encrypted vCon does not verify or decrypt
     └── DeliveryError            .sink, .vcon_uuid
         ├── TransientDeliveryError   timeout, connection refused, 5xx, 408, 429: retried
         └── PermanentDeliveryError   any other 4xx: dead-lettered, never retried unchanged
@@ -74,6 +75,10 @@ class InvalidVcon(CaptureError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+class VerificationError(CaptureError):
+    """A signed or encrypted vCon did not verify or decrypt."""
 
 
 class DeliveryError(CaptureError):

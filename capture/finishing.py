@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ def _sealer(sealing: Sealing) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
 
 def build_vcon(
-    conv: Conversation, media: MediaPolicy, syntax: Syntax, sealing: Sealing | None
+    conv: Conversation, updated_at: datetime, media: MediaPolicy, syntax: Syntax, sealing: Sealing | None
 ) -> tuple[bytes, list[str]]:
     """The finished vCon's bytes, and the problems validation found (it is emitted anyway)."""
     try:
@@ -70,7 +70,7 @@ def build_vcon(
     except MediaError as exc:
         conv.note("media_error", str(exc))
         contents = []
-    doc = conv.to_vcon(contents, updated_at=datetime.now(UTC)).to_dict(syntax)
+    doc = conv.to_vcon(contents, updated_at=updated_at).to_dict(syntax)
     found = problems(doc)
     if sealing is not None:
         doc = _sealer(sealing)(doc)
@@ -110,15 +110,16 @@ class VconBuilder:
             )
         return self._pool
 
-    async def build(self, conv: Conversation) -> tuple[bytes, list[str]]:
+    async def build(self, conv: Conversation, updated_at: datetime) -> tuple[bytes, list[str]]:
+        """The vCon of a finished call (``updated_at``: when it was built)."""
         loop = asyncio.get_running_loop()
         async with self._slots:
             try:
-                return await loop.run_in_executor(self._executor(), build_vcon, conv, *self._args)
+                return await loop.run_in_executor(self._executor(), build_vcon, conv, updated_at, *self._args)
             except BrokenProcessPool:
-                log.error("vCon worker died; building this call in a thread instead")
+                log.error("pipeline.worker_died", extra={"call_id": conv.call_id})
                 self._pool = None
-                return await asyncio.to_thread(build_vcon, conv, *self._args)
+                return await asyncio.to_thread(build_vcon, conv, updated_at, *self._args)
 
     def close(self) -> None:
         if self._pool is not None:

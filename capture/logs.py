@@ -1,8 +1,20 @@
 """Logging: readable text or one JSON object a line, each carrying the conversation uuid.
 
-The uuid comes from a ContextVar set with :func:`call_scope`; tasks created inside the
-scope inherit it, so an adapter's per-call task logs with the uuid without passing it
-around. A record may also carry ``vcon_uuid`` in ``extra``.
+One style everywhere: the message is a stable event name, ``<area>.<what_happened>`` in
+lower case (``sip.call_answered``, ``ami.transfer_unresolved``, ``delivery.retry``), and the
+data go in ``extra`` as structured fields, never into the text::
+
+    log.info("sip.call_ended", extra={"call_id": call.call_id, "cause": cause})
+
+(``tests/test_logging_style.py`` holds every call to this.) The text format prints
+``event key=value ...``; the JSON format one object with ``message`` = the event name and
+each field as a key. Field names must not be LogRecord attributes (``name``, ``msg``,
+``args``, ``module``, ``filename``, ``lineno``, ``process``...).
+
+Every line about a call carries its ``vcon_uuid``: it comes from a ContextVar set with
+:func:`call_scope`; tasks created inside the scope inherit it, so an adapter's per-call
+work logs with the uuid without passing it around. A record may also carry ``vcon_uuid``
+in ``extra``.
 """
 
 from __future__ import annotations
@@ -21,8 +33,11 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "vc
 
 
 @contextlib.contextmanager
-def call_scope(vcon_uuid: str) -> Iterator[None]:
-    """Log lines (and tasks started) inside carry this conversation's uuid."""
+def call_scope(vcon_uuid: str | None) -> Iterator[None]:
+    """Log lines (and tasks started) inside carry this conversation's uuid (None: leave it as is)."""
+    if vcon_uuid is None:
+        yield
+        return
     token = current_call.set(vcon_uuid)
     try:
         yield

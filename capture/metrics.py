@@ -6,16 +6,12 @@ Counters are bumped by the pipeline and, for RTP, by adapters through
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-if TYPE_CHECKING:
-    from capture.pipeline import Pipeline
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -54,21 +50,23 @@ class Metrics:
         if lost:
             self.rtp_lost.labels(adapter).inc(lost)
 
-    def watch(self, pipeline: Pipeline) -> None:
-        self.registry.register(_PipelineGauges(pipeline))
+    def watch(self, *, active_calls: Callable[[], Mapping[str, int]], spool_depth: Callable[[], int]) -> None:
+        """Gauges read at scrape time: calls in progress per adapter, and the spool's depth."""
+        self.registry.register(_Gauges(active_calls, spool_depth))
 
 
-class _PipelineGauges(Collector):
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
+class _Gauges(Collector):
+    def __init__(self, active_calls: Callable[[], Mapping[str, int]], spool_depth: Callable[[], int]) -> None:
+        self._active_calls = active_calls
+        self._spool_depth = spool_depth
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         active = GaugeMetricFamily("vcon_capture_active_calls", "Calls in progress", labels=["adapter"])
-        for adapter, count in sorted(self.pipeline.active_calls_by_source().items()):
+        for adapter, count in sorted(self._active_calls().items()):
             active.add_metric([adapter], count)
         yield active
         yield GaugeMetricFamily(
-            "vcon_capture_spool_depth", "vCons not yet acknowledged by every sink", value=self.pipeline.spool.depth()
+            "vcon_capture_spool_depth", "vCons not yet acknowledged by every sink", value=self._spool_depth()
         )
 
 

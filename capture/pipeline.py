@@ -1,44 +1,42 @@
-"""The one pipeline: adapters' events in, finished vCons spooled and delivered.
+"""The one pipeline: routes adapters' events to their calls and hands finished calls on.
 
 Theory of operation:
 
 1. ``CallStarted`` mints the vCon uuid and opens the call's working directory under
-   ``state_dir/calls/<uuid>/``: its recordings and a journal (one JSON line per event) live
-   there, so a killed process can finish the call at its next start (:mod:`capture.recovery`).
+   ``state_dir/calls/<uuid>/``: its recordings and its journal (:mod:`capture.journal`)
+   live there, so a killed process can finish the call at its next start
+   (:mod:`capture.recovery`).
 2. Every later event of the call is journaled and fed to its :class:`Conversation`.
-3. ``CallEnded`` closes the call's recordings, renders the audio (in a thread), assembles
-   and validates the vCon, and writes it to the spool. Only then is the working directory
-   removed and delivery tried: a vCon is on disk before any sink sees it.
-4. One delivery loop per sink takes vCons from the spool, retries transient failures
-   with capped exponential backoff, dead-letters permanent ones, and the spool forgets a
-   vCon once every sink has it.
+3. ``CallEnded`` closes the call's recordings; the :class:`VconBuilder` builds the vCon in a
+   worker process; it is written to the spool, and only then is the working directory
+   removed and :class:`Delivery` woken: a vCon is on disk before any sink sees it.
+
+The pipeline implements :class:`capture.adapter.Capture`, the face adapters see.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import random
 import shutil
-import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import IO
 
+from capture.adapter import ResumedCall
 from capture.atomic import ensure_dir
-from capture.errors import DeliveryError, LocalProtocolError, PermanentDeliveryError
-from capture.events import CallEnded, CallStarted, CaptureEvent, event_to_json
+from capture.clock import SYSTEM, Clock
+from capture.delivery import Delivery
+from capture.errors import LocalProtocolError
+from capture.events import CallEnded, CallStarted, CaptureEvent
 from capture.finishing import Sealing, VconBuilder
+from capture.journal import CallJournal, RecordingStart
 from capture.logs import call_scope
 from capture.metrics import Metrics
 from capture.mixdown import MediaPolicy
 from capture.recording import StreamRecording
 from capture.sinks import Sink
-from capture.sinks.directory import DirectorySink
 from capture.spool import Spool
 from capture.vcon.assemble import Conversation
 from capture.vcon.syntax import Syntax
@@ -46,22 +44,17 @@ from capture.vcon.uuid8 import uuid8_for
 
 log = logging.getLogger(__name__)
 
-JOURNAL = "journal.jsonl"
 BUILD_WORKERS = 2
 "Worker processes building vCons from finished calls."
 RECENT_UUIDS = 10_000
 "How many call ids :meth:`Pipeline.vcon_uuid` still answers for after their call ended."
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(slots=True)
 class _Call:
     conversation: Conversation
     directory: Path
-    journal: IO[str]
+    journal: CallJournal
     recordings: list[StreamRecording] = field(default_factory=list)
 
 
@@ -78,30 +71,28 @@ class Pipeline:
         spool: Spool,
         sinks: list[Sink],
         retry_max_s: float = 60.0,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = SYSTEM,
         metrics: Metrics | None = None,
         sealing: Sealing | None = None,
         build_workers: int = BUILD_WORKERS,
+        finished_dirs: tuple[Path, ...] = (),
     ) -> None:
         self.calls_dir = ensure_dir(state_dir / "calls")
         self.domain = domain
-        self.syntax = syntax
-        self.media = media
         self.spool = spool
-        self.sinks = sinks
-        self.retry_max_s = retry_max_s
-        self._clock = clock
+        self.clock = clock
         self.metrics = metrics or Metrics()
-        self.metrics.watch(self)
+        self.metrics.watch(active_calls=self.active_calls_by_source, spool_depth=spool.depth)
+        self.delivery = Delivery(spool, sinks, metrics=self.metrics, retry_max_s=retry_max_s, clock=clock)
         self._builder = VconBuilder(media, syntax, sealing, build_workers)
+        self._finished_dirs = (*finished_dirs, spool.outbox)
         self._accepting = True
         self._calls: dict[str, _Call] = {}
         self._uuids: OrderedDict[str, str] = OrderedDict()
+        self._resumed: dict[str, ResumedCall] = {}
         self._sequence = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finishing: set[asyncio.Task[None]] = set()
-        self._delivery: list[asyncio.Task[None]] = []
-        self._wake: dict[str, asyncio.Event] = {}
 
     # -- Capture protocol -------------------------------------------------------------
 
@@ -110,7 +101,10 @@ class Pipeline:
         return self._accepting
 
     def now(self) -> datetime:
-        return self._clock()
+        return self.clock.now()
+
+    def monotonic(self) -> float:
+        return self.clock.monotonic()
 
     def vcon_uuid(self, call_id: str) -> str | None:
         """The uuid minted for a call (kept after the call ended)."""
@@ -118,13 +112,16 @@ class Pipeline:
 
     def finished_vcon(self, vcon_uuid: str) -> bytes | None:
         """A finished vCon's bytes, from the output directory or the spool; None if there is none yet."""
-        places = [s.directory for s in self.sinks if isinstance(s, DirectorySink)] + [self.spool.outbox]
-        for place in places:
+        for place in self._finished_dirs:
             try:
                 return (place / f"{vcon_uuid}.vcon").read_bytes()
             except FileNotFoundError:
                 continue
         return None
+
+    def resumed_calls(self, source: str) -> list[ResumedCall]:
+        """Calls of ``source`` that a restarted service took up again, still waiting for their adapter."""
+        return [r for r in self._resumed.values() if r.source == source and r.call_id in self._calls]
 
     def active_calls_by_source(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -150,13 +147,22 @@ class Pipeline:
         if call is None:
             raise LocalProtocolError(f"open_recording for unknown call {call_id!r}")
         name = "".join(c if c.isalnum() or c in "-_." else "_" for c in stream_id)
+        journal = call.journal
+
+        def started(rec: StreamRecording) -> None:
+            assert rec.started_at is not None
+            journal.recording_started(
+                RecordingStart(rec.stream_id, rec.party, rec.path.name, rec.sample_rate, rec.started_at)
+            )
+
         recording = StreamRecording(
             call.directory / f"{name}.wav",
             sample_rate,
             call_id=call_id,
             stream_id=stream_id,
             party=party,
-            on_start=lambda rec: self._journal_recording(call, rec),
+            clock=self.clock,
+            on_start=started,
             on_close=self.emit,
         )
         call.recordings.append(recording)
@@ -170,15 +176,16 @@ class Pipeline:
             return
         call = self._calls.get(event.call_id)
         if call is None:
-            log.warning("event for unknown call dropped", extra={"call_id": event.call_id, "event": event.kind})
+            log.warning("pipeline.unknown_call", extra={"call_id": event.call_id, "event": event.kind})
             return
         if isinstance(event, CallEnded):
             for recording in call.recordings:
                 recording.close(event.at)
-        self._journal(call, event_to_json(event))
+        call.journal.event(event)
         call.conversation.handle(event)
         if isinstance(event, CallEnded):
             del self._calls[event.call_id]
+            self._resumed.pop(event.call_id, None)
             outcome = str(event.disposition) if event.disposition else "completed"
             self.metrics.calls_ended.labels(call.conversation.source, outcome).inc()
             call.journal.close()
@@ -186,40 +193,25 @@ class Pipeline:
 
     def _start_call(self, event: CallStarted) -> None:
         if event.call_id in self._calls:
-            log.warning("duplicate CallStarted ignored", extra={"call_id": event.call_id})
+            with call_scope(self._calls[event.call_id].conversation.uuid):
+                log.info("pipeline.call_continued", extra={"call_id": event.call_id})
             return
         self._sequence += 1  # events are handled on the loop thread only (emit hands them over)
         vcon_uuid = uuid8_for(self.domain, event.at, self._sequence)
         directory = ensure_dir(self.calls_dir / vcon_uuid)
-        journal = (directory / JOURNAL).open("a", encoding="utf-8")
-        call = _Call(Conversation(vcon_uuid, event), directory, journal)
+        journal = CallJournal(directory)
+        journal.started(vcon_uuid, event)
+        self._register(_Call(Conversation(vcon_uuid, event), directory, journal))
         self.metrics.calls_started.labels(event.source).inc()
-        self._calls[event.call_id] = call
-        self._uuids[event.call_id] = vcon_uuid
+        with call_scope(vcon_uuid):
+            log.info("pipeline.call_started", extra={"call_id": event.call_id, "source": event.source})
+
+    def _register(self, call: _Call) -> None:
+        call_id = call.conversation.call_id
+        self._calls[call_id] = call
+        self._uuids[call_id] = call.conversation.uuid
         if len(self._uuids) > RECENT_UUIDS:
             self._uuids.popitem(last=False)
-        self._journal(call, {"vcon_uuid": vcon_uuid, **event_to_json(event)})
-        with call_scope(vcon_uuid):
-            log.info("call started", extra={"call_id": event.call_id, "source": event.source})
-
-    def _journal(self, call: _Call, record: dict[str, object]) -> None:
-        call.journal.write(json.dumps(record, default=str) + "\n")
-        call.journal.flush()
-
-    def _journal_recording(self, call: _Call, rec: StreamRecording) -> None:
-        assert rec.started_at is not None
-        if not call.journal.closed:
-            self._journal(
-                call,
-                {
-                    "kind": "recording_started",
-                    "stream_id": rec.stream_id,
-                    "party": rec.party,
-                    "path": rec.path.name,
-                    "sample_rate": rec.sample_rate,
-                    "started_at": rec.started_at.isoformat(),
-                },
-            )
 
     def _finish(self, call: _Call) -> None:
         assert self._loop is not None
@@ -231,66 +223,44 @@ class Pipeline:
     async def finish_conversation(self, conv: Conversation, directory: Path) -> None:
         """Build and spool one finished call's vCon (built in a worker process); then deliver."""
         ended_at = conv.ended.at if conv.ended else self.now()
-        data, found = await self._builder.build(conv)
+        data, found = await self._builder.build(conv, self.now())
         for problem in found:
-            log.error("vCon invalid: %s", problem)
+            log.error("pipeline.vcon_invalid", extra={"problem": problem})
         await asyncio.to_thread(self.spool.put, conv.uuid, data)
         latency = (self.now() - ended_at).total_seconds()
         log.info(
-            "vCon spooled", extra={"call_id": conv.call_id, "problems": len(found), "latency_s": round(latency, 3)}
+            "pipeline.vcon_spooled",
+            extra={"call_id": conv.call_id, "problems": len(found), "latency_s": round(latency, 3)},
         )
         self.metrics.vcons_emitted.labels(conv.source).inc()
         self.metrics.end_to_vcon.labels(conv.source).observe(max(latency, 0.0))
-        for event in self._wake.values():
-            event.set()
+        self.delivery.wake()
         await asyncio.to_thread(shutil.rmtree, directory, True)
 
-    # -- delivery ---------------------------------------------------------------------
+    # -- recovery ---------------------------------------------------------------------
 
-    async def _deliver_loop(self, sink: Sink) -> None:
-        wake = self._wake[sink.name]
-        backoff = 0.5
-        while True:
-            wake.clear()
-            pending = [u for u in self.spool.pending() if not self.spool.acknowledged(u, sink.name)]
-            if not pending:
-                await wake.wait()
-                continue
-            for vcon_uuid in pending:
-                with call_scope(vcon_uuid):
-                    try:
-                        data = await asyncio.to_thread(self.spool.read, vcon_uuid)
-                    except FileNotFoundError:
-                        continue
-                    try:
-                        await sink.deliver(vcon_uuid, data)
-                    except PermanentDeliveryError as exc:
-                        log.error("delivery refused, dead-lettered: %s", exc.reason, extra={"sink": sink.name})
-                        await asyncio.to_thread(self.spool.dead_letter, vcon_uuid, sink.name, exc.reason)
-                        self.metrics.vcons_dead.labels(sink.name).inc()
-                    except DeliveryError as exc:
-                        delay = backoff * (0.5 + random.random())
-                        log.warning(
-                            "delivery failed, retry in %.1f s: %s", delay, exc.reason, extra={"sink": sink.name}
-                        )
-                        backoff = min(backoff * 2, self.retry_max_s)
-                        await asyncio.sleep(delay)
-                        break
-                    else:
-                        backoff = 0.5
-                        await asyncio.to_thread(self.spool.acknowledge, vcon_uuid, sink.name)
-                        self.metrics.vcons_delivered.labels(sink.name).inc()
-                        log.info("vCon delivered", extra={"sink": sink.name})
-                    await asyncio.to_thread(self.spool.release_if_done, vcon_uuid, [s.name for s in self.sinks])
+    def resume(self, conv: Conversation, directory: Path) -> None:
+        """Take up an interrupted call again as a live one: its adapter will continue or end it."""
+        journal = CallJournal(directory)
+        journal.resumed(self.now())
+        self._register(_Call(conv, directory, journal))
+        self._resumed[conv.call_id] = ResumedCall(
+            call_id=conv.call_id,
+            vcon_uuid=conv.uuid,
+            source=conv.source,
+            started_at=conv.started.at,
+            answered_at=conv.answered_at,
+            last_event_at=conv.last_event_at,
+        )
+        with call_scope(conv.uuid):
+            log.info("pipeline.call_resumed", extra={"call_id": conv.call_id, "source": conv.source})
 
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
         """Bind to the running loop and start delivering (the spool's leftovers first)."""
         self._loop = asyncio.get_running_loop()
-        for sink in self.sinks:
-            self._wake[sink.name] = asyncio.Event()
-            self._delivery.append(asyncio.create_task(self._deliver_loop(sink), name=f"deliver-{sink.name}"))
+        self.delivery.start()
 
     def stop_accepting(self) -> None:
         self._accepting = False
@@ -304,21 +274,13 @@ class Pipeline:
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait for finishing calls and for the spool to empty; True if all was delivered in time."""
-        deadline = time.monotonic() + timeout_s
+        deadline = self.clock.monotonic() + timeout_s
         while self._finishing or self._calls:
-            if time.monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.05)
-        while self.spool.depth():
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        return await self.delivery.wait_empty(deadline)
 
     async def aclose(self) -> None:
-        for task in self._delivery:
-            task.cancel()
-        await asyncio.gather(*self._delivery, return_exceptions=True)
-        for sink in self.sinks:
-            await sink.aclose()
+        await self.delivery.aclose()
         await asyncio.to_thread(self._builder.close)

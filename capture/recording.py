@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from capture.clock import SYSTEM, Clock
 from capture.errors import MediaError
 from capture.events import MediaRecorded
 
@@ -37,6 +38,7 @@ class StreamRecording:
         call_id: str,
         stream_id: str,
         party: str,
+        clock: Clock = SYSTEM,
         on_start: Callable[[StreamRecording], None] | None = None,
         on_close: Callable[[MediaRecorded], None] | None = None,
     ) -> None:
@@ -47,6 +49,7 @@ class StreamRecording:
         self.party = party
         self.started_at: datetime | None = None
         "Wall-clock time of sample 0, set by the first write."
+        self._clock = clock
         self._on_start = on_start
         self._on_close = on_close
         self._pending: list[np.ndarray] = []
@@ -72,7 +75,7 @@ class StreamRecording:
         if self._closed:
             return
         if self.started_at is None:
-            anchor = at or datetime.now().astimezone()
+            anchor = at or self._clock.now()
             self.started_at = anchor - timedelta(seconds=position / self.sample_rate)
             if self._on_start is not None:
                 self._on_start(self)
@@ -124,7 +127,7 @@ class StreamRecording:
             return None
         event = MediaRecorded(
             call_id=self.call_id,
-            at=at or datetime.now().astimezone(),
+            at=at or self._clock.now(),
             stream_id=self.stream_id,
             path=str(self.path),
             started_at=self.started_at,

@@ -1,26 +1,31 @@
-"""Finishes calls that were in flight when the process died.
+"""Finishes (or hands back) calls that were in flight when the process died.
 
-Each call's working directory holds its journal (events, and the start of each
-recording) and its recordings. At start-up every directory left behind is replayed into a
-:class:`Conversation`; recordings that were never closed get their WAV header repaired
-(a killed writer leaves it saying 0 samples) and keep the audio up to the kill; a call
-without ``CallEnded`` is ended at its last known moment and marked as ended by a restart.
-The vCon then goes through the spool like any other.
+At start-up every call directory left behind is read back from its journal
+(:mod:`capture.journal`) into a :class:`Conversation`. Recordings the pipeline opened and
+never closed get their WAV header repaired (a killed writer leaves it saying 0 samples)
+and keep the audio up to the kill.
+
+* A call whose adapter can tell, once it is back, whether the call still goes on (the
+  adapter class declares ``resumes_calls``; AMI asks the PBX) is handed back to the
+  pipeline as a live call (:meth:`Pipeline.resume`): the adapter continues it or ends it,
+  so there is one vCon per call across the restart.
+* Any other call without ``CallEnded`` is ended at its last known moment, marked as ended
+  by a restart, and goes through the spool like any other.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-from datetime import datetime, timedelta
+from collections.abc import Collection
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from capture.errors import MediaError
-from capture.events import CallEnded, CallStarted, CaptureEvent, MediaRecorded, event_from_json
+from capture.events import CallEnded, MediaRecorded
+from capture.journal import JournalContents, read_journal
 from capture.logs import call_scope
-from capture.pipeline import JOURNAL, Pipeline
+from capture.pipeline import Pipeline
 from capture.recording import repair_wav
 from capture.vcon.assemble import Conversation
 
@@ -29,83 +34,66 @@ log = logging.getLogger(__name__)
 RESTART_CAUSE = "recorder restarted"
 
 
-def _read_journal(path: Path) -> list[dict[str, Any]]:
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line torn by the kill
-    return records
-
-
-def _reopened_recordings(directory: Path, conv: Conversation, started: list[dict[str, Any]]) -> list[MediaRecorded]:
+def _reopened_recordings(directory: Path, conv: Conversation, journal: JournalContents) -> list[MediaRecorded]:
     closed = {Path(r.path).name for r in conv.recordings}
     found = []
-    for rec in started:
-        path = directory / rec["path"]
-        if rec["path"] in closed or not path.exists():
+    for rec in journal.recordings:
+        path = directory / rec.file
+        if rec.file in closed or not path.exists():
             continue
         try:
             frames = repair_wav(path)
         except MediaError as exc:
-            log.warning("recording lost: %s", exc)
+            log.warning("recovery.recording_lost", extra={"stream_id": rec.stream_id, "reason": str(exc)})
             continue
         found.append(
             MediaRecorded(
                 call_id=conv.call_id,
-                at=datetime.fromisoformat(rec["started_at"]),
-                stream_id=rec["stream_id"],
+                at=rec.started_at,
+                stream_id=rec.stream_id,
                 path=str(path),
-                started_at=datetime.fromisoformat(rec["started_at"]),
-                duration_s=frames / rec["sample_rate"],
-                channels=((rec["party"],),),
+                started_at=rec.started_at,
+                duration_s=frames / rec.sample_rate,
+                channels=((rec.party,),),
             )
         )
     return found
 
 
-def rebuild(directory: Path) -> Conversation | None:
-    """The conversation of an interrupted call, ended if it had not ended."""
-    journal = directory / JOURNAL
-    records = _read_journal(journal) if journal.exists() else []
-    if not records or records[0].get("kind") != CallStarted.kind:
+def rebuild(directory: Path, *, end: bool = True) -> Conversation | None:
+    """The conversation of an interrupted call; ended (if it had not ended) unless ``end`` is False."""
+    journal = read_journal(directory)
+    if journal is None:
         return None
-    first = event_from_json(records[0])
-    assert isinstance(first, CallStarted)
-    conv = Conversation(records[0]["vcon_uuid"], first)
-    last = first.at
-    started: list[dict[str, Any]] = []
-    for record in records[1:]:
-        if record.get("kind") == "recording_started":
-            started.append(record)
-            continue
-        try:
-            event: CaptureEvent = event_from_json(record)
-        except (KeyError, TypeError, ValueError):
-            continue
+    conv = Conversation(journal.vcon_uuid, journal.started)
+    for event in journal.events:
         conv.handle(event)
-        last = max(last, event.at)
-    for rec in _reopened_recordings(directory, conv, started):
+    for rec in _reopened_recordings(directory, conv, journal):
         conv.handle(rec)
-        last = max(last, rec.started_at + timedelta(seconds=rec.duration_s))
-    if conv.ended is None:
-        conv.handle(CallEnded(call_id=conv.call_id, at=last, cause=RESTART_CAUSE))
+        conv.last_event_at = max(conv.last_event_at, rec.started_at + timedelta(seconds=rec.duration_s))
+    if end and conv.ended is None:
+        conv.handle(CallEnded(call_id=conv.call_id, at=conv.last_event_at, cause=RESTART_CAUSE))
         conv.note("ended_by_restart", True)
     return conv
 
 
-async def recover_calls(pipeline: Pipeline) -> int:
-    """Turn every interrupted call into a spooled vCon; returns how many."""
+async def recover_calls(pipeline: Pipeline, resumable: Collection[str] = ()) -> int:
+    """Spool every interrupted call, or resume it when its source is in ``resumable``; returns how many."""
     count = 0
     for directory in sorted(p for p in pipeline.calls_dir.iterdir() if p.is_dir()):
-        conv = rebuild(directory)
+        conv = rebuild(directory, end=False)
         if conv is None:
-            log.warning("unreadable call directory removed: %s", directory)
+            log.warning("recovery.unreadable_call_removed", extra={"directory": str(directory)})
             shutil.rmtree(directory, ignore_errors=True)
             continue
-        with call_scope(conv.uuid):
-            log.info("recovering interrupted call", extra={"call_id": conv.call_id})
-            await pipeline.finish_conversation(conv, directory)
         count += 1
+        if conv.ended is None and conv.source in resumable:
+            pipeline.resume(conv, directory)
+            continue
+        if conv.ended is None:
+            conv.handle(CallEnded(call_id=conv.call_id, at=conv.last_event_at, cause=RESTART_CAUSE))
+            conv.note("ended_by_restart", True)
+        with call_scope(conv.uuid):
+            log.info("recovery.call_recovered", extra={"call_id": conv.call_id})
+            await pipeline.finish_conversation(conv, directory)
     return count

@@ -73,6 +73,7 @@ def build_pipeline(config: Config) -> Pipeline:
             )
         )
     return Pipeline(
+        finished_dirs=(out,),
         sealing=_sealing(core),
         state_dir=state,
         domain=core.uuid_domain,
@@ -107,9 +108,10 @@ async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) ->
         health = await _start_health(
             pipeline, config.core.metrics_listen, lambda: pipeline.accepting and len(started) == len(config.adapters)
         )
-    recovered = await recover_calls(pipeline)
+    resumable = {name for name in config.adapters if adapter_classes[name].resumes_calls}
+    recovered = await recover_calls(pipeline, resumable)
     if recovered:
-        log.info("recovered %d interrupted calls", recovered)
+        log.info("service.recovered", extra={"calls": recovered})
     adapters = [adapter_classes[name](settings, pipeline) for name, settings in config.adapters.items()]
     try:
         for adapter in adapters:
@@ -129,24 +131,21 @@ async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) ->
 
     def on_signal() -> None:
         if stopping.is_set():
-            log.warning("second signal: exiting now; in-flight calls are recovered at the next start")
+            log.warning("service.forced_exit", extra={"why": "second signal; calls in flight are recovered at restart"})
             os._exit(FORCED_EXIT)
         stopping.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    log.info(
-        "ready",
-        extra={"adapters": ", ".join(a.describe() for a in started), "out": str(config.core.out)},
-    )
+    log.info("service.ready", extra={"adapters": ", ".join(a.describe() for a in started), "out": str(config.core.out)})
     await stopping.wait()
-    log.info("shutting down: no new calls")
+    log.info("service.stopping")
     pipeline.stop_accepting()
     await asyncio.gather(*(adapter.stop() for adapter in started))
     if left := pipeline.end_open_calls(SHUTDOWN_CAUSE):
-        log.warning("%d calls left open by their adapter were ended", left)
+        log.warning("service.calls_left_open", extra={"calls": left})
     if not await pipeline.drain(config.core.shutdown_grace_s):
-        log.warning("shutdown grace expired with %d vCons undelivered (kept in the spool)", pipeline.spool.depth())
+        log.warning("service.grace_expired", extra={"undelivered": pipeline.spool.depth()})
     await asyncio.gather(*(adapter.close() for adapter in started))
     await pipeline.aclose()
     if health is not None:

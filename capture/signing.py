@@ -26,7 +26,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 from joserfc.registry import HeaderParameter
 
-from capture.errors import CaptureError, ConfigError
+from capture.errors import ConfigError, VerificationError
 from capture.vcon.model import dumps
 
 ENC = "A256CBC-HS512"
@@ -39,10 +39,6 @@ _UUID_HEADER = {"uuid": HeaderParameter("vCon uuid (draft-ietf-vcon-vcon-core)",
 JWS_REGISTRY = jws.JWSRegistry(header_registry=_UUID_HEADER, algorithms=SIGN_ALGS)
 JWS_REGISTRY.max_header_length = 64 * 1024  # the protected header holds the x5c chain
 JWE_REGISTRY = jwe.JWERegistry(header_registry=_UUID_HEADER, algorithms=[KEY_ALG, ENC])
-
-
-class VerificationError(CaptureError):
-    """A signed or encrypted vCon did not verify or decrypt."""
 
 
 def _read(path: Path, setting: str) -> bytes:

@@ -6,23 +6,32 @@ test drives an adapter's pieces directly.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from capture.adapter import ResumedCall
+from capture.clock import SYSTEM, Clock
 from capture.events import CaptureEvent
 from capture.metrics import Metrics
 from capture.recording import StreamRecording
 
 
 class FakeCapture:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, clock: Clock = SYSTEM) -> None:
         self.directory = directory
+        self.clock = clock
         self.events: list[CaptureEvent] = []
         self.accepting = True
         self.metrics = Metrics()
 
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return self.clock.now()
+
+    def monotonic(self) -> float:
+        return self.clock.monotonic()
+
+    def resumed_calls(self, source: str) -> list[ResumedCall]:
+        return []
 
     def emit(self, event: CaptureEvent) -> None:
         self.events.append(event)
@@ -36,5 +45,5 @@ class FakeCapture:
     def open_recording(self, call_id: str, stream_id: str, party: str, sample_rate: int) -> StreamRecording:
         return StreamRecording(
             self.directory / f"{stream_id}.wav", sample_rate, call_id=call_id, stream_id=stream_id, party=party,
-            on_close=self.emit,
+            clock=self.clock, on_close=self.emit,
         )  # fmt: skip

@@ -43,7 +43,7 @@ def test_run_starts_sip_and_webrtc_from_one_config(tmp_path: Path):
         while True:
             line = proc.stderr.readline()
             assert line, "exited before ready"
-            if " ready " in line:
+            if "service.ready" in line:
                 break
             assert time.monotonic() < deadline
         assert "sip udp+tcp" in line and str(web_port) in line

@@ -155,7 +155,7 @@ def main(argv: list[str]) -> int:
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 20
-        while b" ready" not in (work / "recorder.log").read_bytes():
+        while b"service.ready" not in (work / "recorder.log").read_bytes():
             if recorder.poll() is not None or time.monotonic() > deadline:
                 print(f"demo: the recorder did not start; see {work / 'recorder.log'}", file=sys.stderr)
                 return 1

@@ -73,6 +73,8 @@ class Conversation:
         self.started = started
         self.answered_at: datetime | None = None
         self.ended: CallEnded | None = None
+        self.last_event_at = started.at
+        "The latest moment any event of the call speaks of."
         self._parties: dict[str, _PartyState] = {}
         self._history: list[tuple[str, datetime, str, str | None]] = []
         self.recordings: list[MediaRecorded] = []
@@ -88,6 +90,7 @@ class Conversation:
 
     def handle(self, event: CaptureEvent) -> None:
         """Take in one event of this call."""
+        self.last_event_at = max(self.last_event_at, event.at)
         match event:
             case PartyJoined():
                 state = self._party(event.party)

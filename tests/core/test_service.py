@@ -304,4 +304,4 @@ async def test_no_secret_in_logs_or_vcons(tmp_path):
         assert token.encode() not in path.read_bytes()
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert lines and all("level" in entry for entry in lines)
-    assert any(entry.get("vcon_uuid") for entry in lines if entry["message"] == "vCon delivered")
+    assert any(entry.get("vcon_uuid") for entry in lines if entry["message"] == "delivery.delivered")

@@ -67,7 +67,7 @@ class Recorder:
         proc = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
         rec = cls(out, port, proc, log)
         deadline = time.monotonic() + 20
-        while b" ready" not in log.read_bytes():
+        while b"service.ready" not in log.read_bytes():
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"recorder did not start:\n{log.read_text()}")
             time.sleep(0.05)

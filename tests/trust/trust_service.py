@@ -87,7 +87,7 @@ class Service:
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=log, cwd=ROOT)
         deadline = time.monotonic() + 30
-        while '"message": "ready"' not in self.log.read_text(errors="replace"):
+        while '"message": "service.ready"' not in self.log.read_text(errors="replace"):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 raise AssertionError(f"service did not start:\n{self.log.read_text()[-4000:]}")
