@@ -58,6 +58,9 @@ class CallStarted(CaptureEvent):
     "What carried the conversation (vCon dialog ``application``), e.g. 'asterisk'."
     session_id: tuple[str, str] | None = None
     "RFC 7989 Session-ID as (local, remote) uuids; the nil uuid for a missing side."
+    domain: str | None = None
+    """The PBX's SIP domain (or host), e.g. ``pbx.example.com``: a party known only by an
+    internal extension becomes ``sip:EXT@domain`` in the vCon (conservers refuse short ``tel``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
