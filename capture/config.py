@@ -14,6 +14,7 @@ Environment variables override the file (``VCON_CAPTURE_OUT``,
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -22,7 +23,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from capture.errors import ConfigError
-from capture.settings import build, read_secret, setting
+from capture.settings import ENV_PREFIX, build, read_secret, setting
+from capture.vcon.profile import LawfulBasis, LawfulBasisName, Profile
+
+REMOVED = {
+    "syntax": 'removed: vCons follow draft core-04 ("vcon": "0.4.0", also valid core-03); delete this setting',
+}
+"Settings of earlier releases, refused with what to do instead."
 
 
 @dataclass(frozen=True)
@@ -38,11 +45,26 @@ class CoreSettings:
     )
     media_url_base: str | None = setting(None, "https URL under which media_dir is served; unset = inline audio")
     media_dir: Path | None = setting(None, "where referenced audio files are written (default: out)")
-    syntax: Literal["core-03", "core-04"] = setting("core-03", "vCon draft revision to emit (core-03 = 0.4.0)")
+    pbx_domain: str | None = setting(
+        None, "SIP domain for parties known only by an internal extension, when the adapter has none (default: domain)"
+    )
+    extension_pattern: str | None = setting(
+        None, "regex of internal extensions (besides numbers under 5 characters): they become sip:EXT@domain, not tel"
+    )
+    lawful_basis: LawfulBasisName | None = setting(
+        None, "lawful basis for recording, put in every vCon (lawful_basis attachment); unset = none stated"
+    )
+    lawful_basis_purpose: str | None = setting(None, "what the recordings are for (e.g. quality-assurance)")
+    lawful_basis_expiry_days: float | None = setting(None, "the lawful basis expires this many days after the call")
     conserver_url: str | None = setting(None, "conserver base URL; vCons are POSTed to {url}/api/vcon")
     conserver_token_file: Path | None = setting(
         None, "file holding the x-conserver-api-token (or env VCON_CAPTURE_CONSERVER_TOKEN)"
     )
+    webhook_url: str | None = setting(None, "https URL each vCon is POSTed to (HMAC-signed, Idempotency-Key = uuid)")
+    webhook_secret_file: Path | None = setting(
+        None, "file holding the webhook's HMAC-SHA256 secret (or env VCON_CAPTURE_WEBHOOK_SECRET)"
+    )
+    webhook_ca_file: Path | None = setting(None, "PEM CA bundle to trust for webhook_url (default: the system's)")
     ingress_lists: tuple[str, ...] = setting((), "conserver ingress lists (comma-separated)")
     delivery_timeout_s: float = setting(10.0, "timeout of one delivery attempt")
     retry_max_s: float = setting(60.0, "cap of the exponential retry backoff")
@@ -66,6 +88,28 @@ class CoreSettings:
             raise ConfigError("encrypt_cert_file", "the draft encrypts the signed form: set signing_key_file too")
         if self.signing_key_file is not None and self.conserver_url is not None:
             raise ConfigError("signing_key_file", "a conserver's /api/vcon takes unsigned vCons only: sign or deliver")
+        if self.webhook_url is not None and not self.webhook_url.startswith("https://"):
+            raise ConfigError("webhook_url", "must be an https:// URL")
+        if self.extension_pattern is not None:
+            try:
+                re.compile(self.extension_pattern)
+            except re.error as exc:
+                raise ConfigError("extension_pattern", f"not a regular expression: {exc}") from None
+        if (self.lawful_basis is None) != (self.lawful_basis_purpose is None):
+            raise ConfigError("lawful_basis", "lawful_basis and lawful_basis_purpose go together")
+        if self.lawful_basis_expiry_days is not None and self.lawful_basis_expiry_days <= 0:
+            raise ConfigError("lawful_basis_expiry_days", "must be positive")
+
+    def profile(self) -> Profile:
+        """What goes into every vCon from these settings."""
+        basis = None
+        if self.lawful_basis is not None and self.lawful_basis_purpose is not None:
+            basis = LawfulBasis(self.lawful_basis, self.lawful_basis_purpose, self.lawful_basis_expiry_days)
+        return Profile(
+            extension_pattern=self.extension_pattern,
+            default_domain=self.pbx_domain or self.uuid_domain,
+            lawful_basis=basis,
+        )
 
     @property
     def uuid_domain(self) -> str:
@@ -78,6 +122,7 @@ class Config:
     adapters: Mapping[str, Any]
     "Settings object per adapter name, for the adapters to start."
     conserver_token: str | None = None
+    webhook_secret: str | None = None
 
 
 def read_toml(path: Path | None) -> dict[str, Any]:
@@ -105,6 +150,9 @@ def load(
     """Build the config; ``only`` runs one adapter (the ``sip``/``webrtc``/``ami`` commands)."""
     env = os.environ if env is None else env
     flags = flags or {}
+    for name, why in REMOVED.items():
+        if name in doc or f"{ENV_PREFIX}{name.upper()}" in env or flags.get(name) is not None:
+            raise ConfigError(name, why)
     core_table = {k: v for k, v in doc.items() if not isinstance(v, dict)}
     known = set(adapter_classes) | set(broken or ())
     unknown_tables = sorted(k for k, v in doc.items() if isinstance(v, dict) and k not in known)
@@ -123,4 +171,7 @@ def load(
         for name in names
     }
     token = read_secret(core.conserver_token_file, "VCON_CAPTURE_CONSERVER_TOKEN", env, "conserver_token_file")
-    return Config(core=core, adapters=adapters, conserver_token=token)
+    webhook_secret = read_secret(core.webhook_secret_file, "VCON_CAPTURE_WEBHOOK_SECRET", env, "webhook_secret_file")
+    if core.webhook_url is not None and not webhook_secret:
+        raise ConfigError("webhook_secret_file", "webhook_url needs an HMAC secret (or VCON_CAPTURE_WEBHOOK_SECRET)")
+    return Config(core=core, adapters=adapters, conserver_token=token, webhook_secret=webhook_secret)

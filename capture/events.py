@@ -61,6 +61,12 @@ class CallStarted(CaptureEvent):
     domain: str | None = None
     """The PBX's SIP domain (or host), e.g. ``pbx.example.com``: a party known only by an
     internal extension becomes ``sip:EXT@domain`` in the vCon (conservers refuse short ``tel``)."""
+    sip_call_id: str | None = None
+    "SIP Call-ID of the dialog being recorded (sip-signaling extension)."
+    sip_from_tag: str | None = None
+    sip_to_tag: str | None = None
+    sip_cseq: int | None = None
+    "CSeq number of the dialog-creating request."
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,6 +88,12 @@ class PartyJoined(CaptureEvent):
     "PASSporT (compact JWS) from a SIP Identity header."
     role: str | None = None
     "Free text role, kept in the CDR (CC extension roles are not emitted)."
+    sip_contact: str | None = None
+    "Addr-spec of the party's SIP Contact (sip-signaling extension)."
+    sip_user_agent: str | None = None
+    "The party's SIP User-Agent (or Server) header."
+    sip_display_name: str | None = None
+    "The display name exactly as SIP claimed it (``name`` may come from elsewhere)."
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

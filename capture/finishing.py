@@ -27,8 +27,9 @@ from typing import Any
 from capture.errors import MediaError
 from capture.mixdown import MediaPolicy, render_recordings
 from capture.vcon.assemble import Conversation
+from capture.vcon.layout import lay_out
 from capture.vcon.model import dumps
-from capture.vcon.syntax import Syntax
+from capture.vcon.profile import Profile
 from capture.vcon.validate import problems
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def _sealer(sealing: Sealing) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
 
 def build_vcon(
-    conv: Conversation, updated_at: datetime, media: MediaPolicy, syntax: Syntax, sealing: Sealing | None
+    conv: Conversation, updated_at: datetime, media: MediaPolicy, profile: Profile, sealing: Sealing | None
 ) -> tuple[bytes, list[str]]:
     """The finished vCon's bytes, and the problems validation found (it is emitted anyway)."""
     try:
@@ -70,7 +71,7 @@ def build_vcon(
     except MediaError as exc:
         conv.note("media_error", str(exc))
         contents = []
-    doc = conv.to_vcon(contents, updated_at=updated_at).to_dict(syntax)
+    doc = lay_out(conv, contents, updated_at=updated_at, profile=profile).to_dict()
     found = problems(doc)
     if sealing is not None:
         doc = _sealer(sealing)(doc)
@@ -95,8 +96,8 @@ def _exit_with(service_pid: int) -> None:
 class VconBuilder:
     """Builds vCons in worker processes, ``workers`` at a time, in the order asked."""
 
-    def __init__(self, media: MediaPolicy, syntax: Syntax, sealing: Sealing | None, workers: int) -> None:
-        self._args = (media, syntax, sealing)
+    def __init__(self, media: MediaPolicy, profile: Profile, sealing: Sealing | None, workers: int) -> None:
+        self._args = (media, profile, sealing)
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._slots = asyncio.Semaphore(workers)

@@ -21,8 +21,8 @@ import soundfile as sf
 from capture.atomic import write_atomic
 from capture.errors import MediaError
 from capture.events import MediaRecorded
-from capture.vcon.assemble import RecordingContent
 from capture.vcon.content import b64url, content_hash
+from capture.vcon.layout import RecordingContent
 from capture.vcon.model import Content
 
 Layout = Literal["channels", "files"]

@@ -39,7 +39,7 @@ from capture.recording import StreamRecording
 from capture.sinks import Sink
 from capture.spool import Spool
 from capture.vcon.assemble import Conversation
-from capture.vcon.syntax import Syntax
+from capture.vcon.profile import Profile
 from capture.vcon.uuid8 import uuid8_for
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,6 @@ class Pipeline:
         *,
         state_dir: Path,
         domain: str,
-        syntax: Syntax,
         media: MediaPolicy,
         spool: Spool,
         sinks: list[Sink],
@@ -76,6 +75,7 @@ class Pipeline:
         sealing: Sealing | None = None,
         build_workers: int = BUILD_WORKERS,
         finished_dirs: tuple[Path, ...] = (),
+        profile: Profile | None = None,
     ) -> None:
         self.calls_dir = ensure_dir(state_dir / "calls")
         self.domain = domain
@@ -84,7 +84,7 @@ class Pipeline:
         self.metrics = metrics or Metrics()
         self.metrics.watch(active_calls=self.active_calls_by_source, spool_depth=spool.depth)
         self.delivery = Delivery(spool, sinks, metrics=self.metrics, retry_max_s=retry_max_s, clock=clock)
-        self._builder = VconBuilder(media, syntax, sealing, build_workers)
+        self._builder = VconBuilder(media, profile or Profile(default_domain=domain), sealing, build_workers)
         self._finished_dirs = (*finished_dirs, spool.outbox)
         self._accepting = True
         self._calls: dict[str, _Call] = {}

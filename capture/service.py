@@ -29,8 +29,8 @@ from capture.settings import split_hostport
 from capture.sinks import Sink
 from capture.sinks.conserver import ConserverSink
 from capture.sinks.directory import DirectorySink
+from capture.sinks.webhook import WebhookSink
 from capture.spool import Spool
-from capture.vcon.syntax import SYNTAXES
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +72,21 @@ def build_pipeline(config: Config) -> Pipeline:
                 timeout_s=core.delivery_timeout_s,
             )
         )
+    if core.webhook_url and config.webhook_secret:
+        sinks.append(
+            WebhookSink(
+                core.webhook_url,
+                secret=config.webhook_secret,
+                timeout_s=core.delivery_timeout_s,
+                ca_file=core.webhook_ca_file,
+            )
+        )
     return Pipeline(
         finished_dirs=(out,),
         sealing=_sealing(core),
         state_dir=state,
         domain=core.uuid_domain,
-        syntax=SYNTAXES[core.syntax],
+        profile=core.profile(),
         media=MediaPolicy(layout=core.layout, url_base=core.media_url_base, media_dir=media_dir),
         spool=Spool(state / "spool"),
         sinks=sinks,

@@ -1,10 +1,13 @@
-"""Signed (JWS) and encrypted (JWE) vCons, draft core-03 §5-6, on joserfc.
+"""Signed (JWS) and encrypted (JWE) vCons, draft core-04 §5-6, on joserfc.
 
 Signed form: JWS General JSON Serialization over the unsigned vCon's JSON; each
 signature's unprotected header carries ``alg``, ``x5c`` (the certificate chain, leaf
 first) and ``uuid``, as in the WG's example (which also protects ``alg``, ``typ`` and
 ``x5c``). Encrypted form: JWE General JSON Serialization of the *signed* form,
-RSA-OAEP + A256CBC-HS512, with ``uuid`` and ``cty`` in the unprotected header.
+RSA-OAEP + A256CBC-HS512, with ``alg`` and ``enc`` in the protected header (as the draft's
+example has them; py-vcon rebuilds a compact JWE from the protected header and the first
+recipient, so it needs both there) and ``uuid`` and ``cty`` unprotected. Header names appear
+in one header only (RFC 7516 §7.2.1).
 No cryptography is written here: joserfc does JOSE, cryptography does X.509.
 """
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 from joserfc.registry import HeaderParameter
 
+from capture.clock import SYSTEM
 from capture.errors import ConfigError, VerificationError
 from capture.vcon.model import dumps
 
@@ -115,11 +119,11 @@ def encrypt(signed: dict[str, Any], recipient_cert_file: Path) -> dict[str, Any]
         raise ConfigError("encrypt_cert_file", "RSA-OAEP needs an RSA certificate")
     vcon_uuid = signed["signatures"][0]["header"]["uuid"]
     obj = jwe.GeneralJSONEncryption(
-        protected={"enc": ENC},
+        protected={"alg": KEY_ALG, "enc": ENC},
         plaintext=json.dumps(signed, separators=(",", ":")).encode(),
-        unprotected={"uuid": vcon_uuid, "cty": CONTENT_TYPE, "enc": ENC},
+        unprotected={"uuid": vcon_uuid, "cty": CONTENT_TYPE},
     )
-    obj.add_recipient({"alg": KEY_ALG}, _public_jose_key(cert))
+    obj.add_recipient({}, _public_jose_key(cert))
     return dict(jwe.encrypt_json(obj, None, registry=JWE_REGISTRY))
 
 
@@ -170,7 +174,7 @@ def verify(signed: dict[str, Any], ca_file: Path, *, at: datetime | None = None)
             chain = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in x5c]
         except ValueError as exc:
             raise VerificationError(f"bad x5c: {exc}") from None
-        _verify_chain(chain, anchors, at or datetime.now(UTC))
+        _verify_chain(chain, anchors, at or SYSTEM.now())
         member = {"payload": signed.get("payload"), "signatures": [sig]}
         try:
             result = jws.deserialize_json(member, _public_jose_key(chain[0]), registry=JWS_REGISTRY)

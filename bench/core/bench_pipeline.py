@@ -30,7 +30,6 @@ from capture.mixdown import MediaPolicy  # noqa: E402
 from capture.pipeline import Pipeline  # noqa: E402
 from capture.sinks.directory import DirectorySink  # noqa: E402
 from capture.spool import Spool  # noqa: E402
-from capture.vcon.syntax import CORE_03  # noqa: E402
 
 RATE = 8000
 
@@ -41,7 +40,6 @@ async def run(calls: int, seconds: float, root: Path) -> dict[str, float]:
     pipeline = Pipeline(
         state_dir=root / "state",
         domain="bench.example",
-        syntax=CORE_03,
         media=MediaPolicy(),
         spool=Spool(root / "state" / "spool"),
         sinks=[DirectorySink(out)],

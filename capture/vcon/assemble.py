@@ -1,25 +1,15 @@
-"""From one call's events to one vCon.
+"""From one call's events to the facts of one conversation.
 
 Theory of operation: a :class:`Conversation` is fed the call's events in order
 (:meth:`Conversation.handle`) and keeps only facts: who joined when, what they did, which
-media files were recorded, how the call ended. Audio is not touched here; the caller turns
-the recorded files into :class:`RecordingContent` (inline bytes or a URL + hash) and
-:meth:`Conversation.to_vcon` lays out the document:
-
-* parties in the order they joined, keys mapped to indices;
-* one ``recording`` dialog per recording content (channels mapped to party indices); with
-  several, a ``recording-set`` ties them together;
-* an ``incomplete`` dialog when the call ended with a disposition;
-* an answered call whose audio was lost still gets a ``recording-set`` with no recordings,
-  so its history and attachments have a dialog to belong to;
-* a ``transfer`` dialog per transfer, pointing at the main dialog;
-* attachments: what adapters added verbatim, the CDR (json), and capture notes (missing
-  media, an end by restart).
+media files were recorded, how the call ended, the CDR fields and the capture notes. Audio is
+not touched here, and neither is the vCon's layout: :func:`capture.vcon.layout.lay_out` turns
+the facts plus the recorded content into the document.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,22 +30,9 @@ from capture.events import (
     Transferred,
 )
 from capture.vcon.content import rfc3339
-from capture.vcon.model import Attachment, Content, Dialog, DialogType, Party, PartyEvent, SessionId, Vcon
 
-NIL_UUID = "00000000-0000-0000-0000-000000000000"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecordingContent:
-    """A recorded file ready to go into a dialog."""
-
-    start: datetime
-    duration_s: float
-    channels: tuple[tuple[str, ...], ...]
-    "Party keys heard on each channel."
-    content: Content
-    mediatype: str
-    filename: str
+PARTY_FIELDS = ("tel", "sip", "mailto", "name", "stir", "sip_contact", "sip_user_agent", "sip_display_name")
+"PartyJoined fields that become Party fields."
 
 
 @dataclass(slots=True)
@@ -96,7 +73,7 @@ class Conversation:
                 state = self._party(event.party)
                 if not state.fields:
                     self._history.append((event.party, event.at, "join", None))
-                for name in ("tel", "sip", "mailto", "name", "stir"):
+                for name in PARTY_FIELDS:
                     value = getattr(event, name)
                     if value:
                         state.fields[name] = value
@@ -179,133 +156,19 @@ class Conversation:
             return str(self.ended.disposition)
         return "answered" if self.answered_at or self.recordings else "unknown"
 
-    def to_vcon(self, recordings: list[RecordingContent], *, updated_at: datetime) -> Vcon:
-        """The finished vCon, with the given recorded content."""
-        index = {key: i for i, key in enumerate(self._parties)}
-        parties = [Party(**state.fields) for state in self._parties.values()]
-        start = self.started.at
-        end = self.ended.at if self.ended else updated_at
-        everyone = list(range(len(parties)))
-        history = [
-            PartyEvent(party=index[key], time=at, event=kind, button=button)  # type: ignore[arg-type]
-            for key, at, kind, button in sorted(self._history, key=lambda h: h[1])
-        ]
-        session = None
-        if self.started.session_id:
-            local, remote = self.started.session_id
-            session = SessionId(local=local or NIL_UUID, remote=remote or NIL_UUID)
-        application = self.started.application
+    @property
+    def history(self) -> list[tuple[str, datetime, str, str | None]]:
+        """(party key, time, party_history event, button) in arrival order."""
+        return list(self._history)
 
-        def whole_call(kind: DialogType, **fields: Any) -> Dialog:
-            """A dialog spanning the whole call, with everyone in it."""
-            return Dialog(
-                type=kind,
-                start=start,
-                duration=round((end - start).total_seconds(), 3),
-                parties=everyone,
-                session_id=session,
-                application=application,
-                **fields,
-            )
+    @property
+    def transfers(self) -> list[Transferred]:
+        return list(self._transfers)
 
-        dialogs: list[Dialog] = []
-        for rec in sorted(recordings, key=lambda r: r.start):
-            dialogs.append(
-                Dialog(
-                    type="recording",
-                    start=rec.start,
-                    duration=round(rec.duration_s, 3),
-                    parties=_layout([[index[k] for k in ch] for ch in rec.channels]),
-                    mediatype=rec.mediatype,
-                    filename=rec.filename,
-                    content=rec.content,
-                    session_id=session,
-                    application=application,
-                )
-            )
-        if len(dialogs) > 1:
-            set_index = len(dialogs)
-            dialogs = [replace(d, recording_set=set_index) for d in dialogs]
-            dialogs.append(whole_call("recording-set", recordings=list(range(set_index))))
-        disposition = self.ended.disposition if self.ended else None
-        if disposition is not None:
-            dialogs.append(whole_call("incomplete", disposition=str(disposition)))
-        elif not dialogs:
-            dialogs.append(whole_call("recording-set", recordings=[]))
-        main = len(dialogs) - 1 if len(dialogs) > 1 and dialogs[-1].type != "recording" else 0
-        dialogs[main] = replace(dialogs[main], party_history=history)
-        for t in self._transfers:
-            dialogs.append(
-                Dialog(
-                    type="transfer",
-                    start=t.at,
-                    transferee=index[t.transferee],
-                    transferor=index[t.transferor],
-                    transfer_target=index[t.target],
-                    original=main,
-                    target_dialog=main,
-                )
-            )
+    @property
+    def attachments(self) -> list[AttachmentAdded]:
+        return list(self._attachments)
 
-        recorder = 0
-        attachments = [
-            Attachment(
-                start=a.at,
-                party=index[a.party] if a.party is not None else recorder,
-                dialog=main,
-                purpose=a.purpose,
-                mediatype=a.mediatype,
-                content=Content(body=a.body, encoding="none"),
-            )
-            for a in self._attachments
-        ]
-        attachments.append(
-            Attachment(
-                start=end,
-                party=recorder,
-                dialog=main,
-                purpose="cdr",
-                mediatype="application/json",
-                content=Content(body=self.cdr_record(), encoding="json"),
-            )
-        )
-        notes = dict(self.notes)
-        if self.missing_media:
-            notes["missing_media"] = [{"stream": m.stream_id, "reason": m.reason} for m in self.missing_media]
-        if notes:
-            attachments.append(
-                Attachment(
-                    start=end,
-                    party=recorder,
-                    dialog=main,
-                    purpose="capture_notes",
-                    mediatype="application/json",
-                    content=Content(body=notes, encoding="json"),
-                )
-            )
-        if not parties:
-            parties = [Party(name="unknown")]
-        return Vcon(
-            uuid=self.uuid,
-            created_at=start,
-            updated_at=updated_at,
-            subject=self.started.subject,
-            parties=parties,
-            dialog=dialogs,
-            attachments=attachments,
-        )
-
-
-def _channel(indices: list[int]) -> int | list[int]:
-    return indices[0] if len(indices) == 1 else indices
-
-
-def _layout(channels: list[list[int]]) -> list[int] | list[int | list[int]]:
-    """Dialog ``parties`` for a file's channels.
-
-    A single channel lists everyone in its mix, always as a list: vcon-server's ingest
-    refuses a bare int (and nested lists), so a one-party file is ``[0]``, a stereo file ``[0, 1]``.
-    """
-    if len(channels) == 1:
-        return channels[0]
-    return [_channel(ch) for ch in channels]
+    def party_fields(self) -> dict[str, dict[str, str]]:
+        """Identity fields per party key, in join order."""
+        return {key: dict(state.fields) for key, state in self._parties.items()}

@@ -1,4 +1,4 @@
-"""The vCon object model (core-03 names), frozen and serialisable; nothing here does I/O."""
+"""The vCon object model (draft core-04 names), frozen and serialisable; nothing here does I/O."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from capture.vcon.content import rfc3339
-from capture.vcon.syntax import DEFAULT, Syntax
+from capture.vcon.syntax import VERSION
 
 DialogType = Literal["recording", "text", "transfer", "incomplete", "recording-set"]
 ChannelParties = int | list[int] | None
@@ -55,6 +55,12 @@ class Party:
     stir: str | None = None
     uuid: str | None = None
     validation: str | None = None
+    sip_contact: str | None = None
+    "sip-signaling extension: addr-spec of the party's Contact."
+    sip_user_agent: str | None = None
+    "sip-signaling extension: the party's User-Agent/Server header."
+    sip_display_name: str | None = None
+    "sip-signaling extension: the display name as SIP claimed it."
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,6 +110,12 @@ class Dialog:
     target_dialog: int | None = None
     recordings: list[int] | None = None
     recording_set: int | None = None
+    sip_call_id: str | None = None
+    "sip-signaling extension: the SIP Call-ID of the dialog the recording came from."
+    sip_from_tag: str | None = None
+    sip_to_tag: str | None = None
+    sip_cseq: int | None = None
+    "sip-signaling extension: CSeq number of the dialog-creating request."
 
     def to_dict(self) -> dict[str, Any]:
         return _with_content(self)
@@ -115,6 +127,8 @@ class Attachment:
     party: int
     dialog: int
     purpose: str | None = None
+    type: str | None = None
+    "Only where an extension defines it (lawful_basis); core-04 names it ``purpose``."
     mediatype: str | None = None
     filename: str | None = None
     content: Content | None = None
@@ -129,16 +143,20 @@ class Vcon:
     created_at: datetime
     updated_at: datetime | None = None
     subject: str | None = None
+    extensions: list[str] = field(default_factory=list)
+    "Extensions used (§4.1.3); none we use is incompatible, so ``critical`` is never emitted."
     parties: list[Party] = field(default_factory=list)
     dialog: list[Dialog] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
 
-    def to_dict(self, syntax: Syntax = DEFAULT) -> dict[str, Any]:
-        out: dict[str, Any] = {"vcon": syntax.version, "uuid": self.uuid, "created_at": rfc3339(self.created_at)}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"vcon": VERSION, "uuid": self.uuid, "created_at": rfc3339(self.created_at)}
         if self.updated_at is not None:
             out["updated_at"] = rfc3339(self.updated_at)
         if self.subject is not None:
             out["subject"] = self.subject
+        if self.extensions:
+            out["extensions"] = list(self.extensions)
         out["parties"] = [_object(p) for p in self.parties]
         out["dialog"] = [d.to_dict() for d in self.dialog]
         if self.attachments:

@@ -1,27 +1,23 @@
-"""Which revision of the vCon core draft we emit: the one place its version-dependent names live."""
+"""The vCon syntax we emit: draft-ietf-vcon-vcon-core-04, the one place its version-dependent names live.
+
+Draft -04 (published 7 Sep 2026) keeps ``"vcon": "0.4.0"`` (§4.1.1) and the pointer names
+``redacted`` / ``amended`` (§4.1.8-9), so a vCon we emit is valid under both -03 and -04: there
+is nothing to choose between them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True, slots=True)
-class Syntax:
-    """Version-dependent spellings of the vCon format."""
-
-    version: str
-    "Value of the top-level ``vcon`` key."
-    amended_key: str
-    "Name of the pointer to the vCon this one amends."
-    redacted_key: str
-    "Name of the pointer to the vCon this one redacts."
-
-
-CORE_03 = Syntax(version="0.4.0", amended_key="amended", redacted_key="redacted")
-CORE_04 = Syntax(version="0.5.0", amended_key="amended_from", redacted_key="redacted_from")
-
-SYNTAXES = {"core-03": CORE_03, "core-04": CORE_04}
-DEFAULT = CORE_03
+VERSION = "0.4.0"
+"Value of the top-level ``vcon`` key (§4.1.1)."
+KNOWN_VERSIONS = frozenset({VERSION})
+"Versions the validator accepts."
+AMENDED_KEY = "amended"
+REDACTED_KEY = "redacted"
 
 LEGACY_KEYS = frozenset({"mimetype", "alg", "signature", "group", "appended", "must_support"})
 "Keys of earlier drafts that a producer must never emit."
+
+SIP_SIGNALING = "sip-signaling"
+"Extension token of draft-howe-vcon-sip-signaling (compatible: never listed in ``critical``)."
+LAWFUL_BASIS = "lawful_basis"
+"Extension token of draft-howe-vcon-lawful-basis."

@@ -1,4 +1,9 @@
-"""Checks a vCon document against the core-03 rules, including those the WG schema cannot express.
+"""Checks a vCon document against draft core-04, including the rules the WG schema cannot express.
+
+Beyond the schema: index ranges and what they point at, body xor url, ``content_hash`` format,
+the per-dialog-type table of §4.3.1.6 (:mod:`capture.vcon.rules`), §4.4's attachment rules
+(start, party, dialog; mediatype and encoding with a non-empty inline body), legacy fields of
+earlier drafts, and the types of the extension fields we emit (``sip-signaling``).
 
 :func:`problems` returns one ``"$.json.path: what is wrong"`` string per problem; an empty
 list means valid. Referenced files are not read here (no I/O): :func:`referenced_content`
@@ -12,14 +17,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from capture.vcon.content import CONTENT_HASH_RE, b64url_decode, parse_rfc3339
-from capture.vcon.syntax import LEGACY_KEYS, SYNTAXES
+from capture.vcon.rules import TRANSFER_REFERENCES, table_problems
+from capture.vcon.syntax import KNOWN_VERSIONS, LAWFUL_BASIS, LEGACY_KEYS, SIP_SIGNALING
 
 DIALOG_TYPES = {"recording", "text", "transfer", "incomplete", "recording-set"}
 DISPOSITIONS = {"no-answer", "congestion", "failed", "busy", "hung-up", "voicemail-no-message"}
 ENCODINGS = {"base64url", "json", "none"}
 HISTORY_EVENTS = {"join", "drop", "hold", "unhold", "mute", "unmute", "keydown", "keyup"}
-NO_CONTENT_TYPES = {"incomplete", "transfer", "recording-set"}
-KNOWN_VERSIONS = {s.version for s in SYNTAXES.values()}
+CONTENT_TYPES = {"recording", "text"}
+"Dialog types that carry content (body or url); Table 1 forbids it on the others."
+SIP_PARTY_FIELDS = ("sip_contact", "sip_user_agent", "sip_display_name")
+SIP_DIALOG_FIELDS = ("sip_call_id", "sip_from_tag", "sip_to_tag")
 
 
 def form_of(doc: Any) -> str:
@@ -71,13 +79,11 @@ class _Checker:
         for key in sorted(LEGACY_KEYS & obj.keys()):
             self.problem(f"{path}.{key}", "legacy field of an earlier draft")
 
-    def content(self, obj: dict[str, Any], path: str, allowed: bool) -> None:
+    def content(self, obj: dict[str, Any], path: str, *, mediatype_required: bool = True) -> None:
+        """Inline or referenced content; ``mediatype`` is a MUST with an inline body except on analyses (§4.5.4)."""
         has_body, has_url = "body" in obj, "url" in obj
-        if not allowed:
-            for key in ("body", "url", "encoding", "content_hash", "mediatype", "filename"):
-                if key in obj and not (key in ("mediatype", "filename") and obj.get("type") == "recording-set"):
-                    self.problem(f"{path}.{key}", f"not allowed on a {obj.get('type')} dialog")
-            return
+        if mediatype_required and has_body and obj["body"] not in ("", None) and "mediatype" not in obj:
+            self.problem(f"{path}.mediatype", "required for inline content (core-04 §4.3.8, §4.4.5)")
         if has_body and has_url:
             self.problem(path, "has both body and url (inline xor referenced)")
         if has_body:
@@ -112,6 +118,14 @@ class _Checker:
     def check(self) -> list[str]:
         doc = self.doc
         self.legacy(doc, "$")
+        extensions = doc.get("extensions") if isinstance(doc.get("extensions"), list) else []
+        self.extensions = {e for e in extensions if isinstance(e, str)}
+        for key in ("extensions", "critical"):
+            values = doc.get(key)
+            if isinstance(values, list) and not all(isinstance(v, str) for v in values):
+                self.problem(f"$.{key}", "must be an array of extension names (strings)")
+        if SIP_SIGNALING in (doc.get("critical") or []):
+            self.problem("$.critical", f"{SIP_SIGNALING} is a compatible extension and must not be critical")
         if "vcon" in doc and doc["vcon"] not in KNOWN_VERSIONS:
             self.problem("$.vcon", f"unknown syntax version {doc['vcon']!r} (known: {sorted(KNOWN_VERSIONS)})")
         if "uuid" not in doc:
@@ -151,7 +165,7 @@ class _Checker:
 
     def party(self, party: dict[str, Any], path: str) -> None:
         self.legacy(party, path)
-        for key in ("tel", "sip", "mailto", "name", "stir", "uuid", "validation", "did"):
+        for key in ("tel", "sip", "mailto", "name", "stir", "uuid", "validation", "did", *SIP_PARTY_FIELDS):
             if key in party and not isinstance(party[key], str):
                 self.problem(f"{path}.{key}", "must be a string")
 
@@ -160,35 +174,27 @@ class _Checker:
         kind = d.get("type")
         if kind not in DIALOG_TYPES:
             self.problem(f"{path}.type", f"must be one of {sorted(DIALOG_TYPES)}, got {kind!r}")
-        self.date(d, "start", path, True)
+        self.date(d, "start", path, False)
         duration = d.get("duration")
         if duration is not None and (
             isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0
         ):
             self.problem(f"{path}.duration", "must be a non-negative number of seconds")
+        for key, why in table_problems(d):
+            if key not in ("disposition", "recordings"):  # checked below, with their own messages
+                self.problem(f"{path}.{key}", why)
         self.parties_field(d.get("parties"), f"{path}.parties")
         if "originator" in d:
             self.index(d["originator"], self.n_parties, f"{path}.originator", "party")
-        self.content(d, path, kind not in NO_CONTENT_TYPES)
-        if kind == "recording" and "body" in d and "mediatype" not in d:
-            self.problem(f"{path}.mediatype", "required for inline content")
+        if kind in CONTENT_TYPES:
+            self.content(d, path)
         if kind == "incomplete":
             if d.get("disposition") not in DISPOSITIONS:
                 self.problem(f"{path}.disposition", f"required on incomplete, one of {sorted(DISPOSITIONS)}")
         elif "disposition" in d:
             self.problem(f"{path}.disposition", "only allowed on incomplete dialogs")
         if kind == "transfer":
-            for key in ("transferee", "transferor", "transfer_target"):
-                if key not in d:
-                    self.problem(f"{path}.{key}", "required on a transfer dialog")
-                else:
-                    self.index_or_list(d[key], self.n_parties, f"{path}.{key}", "party")
-            for key in ("original", "consultation", "target_dialog"):
-                if key in d:
-                    self.index_or_list(d[key], self.n_dialogs, f"{path}.{key}", "dialog")
-            for key in ("parties", "originator"):
-                if key in d:
-                    self.problem(f"{path}.{key}", "not allowed on a transfer dialog")
+            self.transfer(d, path)
         if kind == "recording-set":
             recs = d.get("recordings")
             if not isinstance(recs, list):
@@ -196,11 +202,7 @@ class _Checker:
             else:
                 for j, r in enumerate(recs):
                     self.index(r, self.n_dialogs, f"{path}.recordings[{j}]", "dialog")
-                    if (
-                        isinstance(r, int)
-                        and 0 <= r < self.n_dialogs
-                        and self.doc["dialog"][r].get("type") != "recording"
-                    ):
+                    if self.dialog_type(r) not in (None, "recording"):
                         self.problem(f"{path}.recordings[{j}]", "must point at a recording dialog")
         elif "recordings" in d:
             self.problem(f"{path}.recordings", "only allowed on a recording-set")
@@ -210,6 +212,31 @@ class _Checker:
             self.history(entry, f"{path}.party_history[{j}]")
         if "session_id" in d:
             self.session_id(d["session_id"], f"{path}.session_id")
+        for key in SIP_DIALOG_FIELDS:
+            if key in d and not isinstance(d[key], str):
+                self.problem(f"{path}.{key}", "must be a string")
+        cseq = d.get("sip_cseq")
+        if "sip_cseq" in d and (not isinstance(cseq, int) or isinstance(cseq, bool) or cseq < 0):
+            self.problem(f"{path}.sip_cseq", "must be a non-negative integer")
+
+    def transfer(self, d: dict[str, Any], path: str) -> None:
+        """§4.3.14: party roles and single-integer dialog references (each to one dialog of the right type)."""
+        for key in ("transferee", "transferor", "transfer_target"):
+            if key in d:
+                self.index(d[key], self.n_parties, f"{path}.{key}", "party")
+        for key, allowed in TRANSFER_REFERENCES.items():
+            if key not in d:
+                continue
+            self.index(d[key], self.n_dialogs, f"{path}.{key}", "dialog")
+            if self.dialog_type(d[key]) not in (None, *allowed):
+                self.problem(f"{path}.{key}", f"must point at a {' or '.join(allowed)} dialog")
+
+    def dialog_type(self, ref: Any) -> str | None:
+        """The type of the dialog an in-range index points at (None if the index is unusable)."""
+        if isinstance(ref, int) and not isinstance(ref, bool) and 0 <= ref < self.n_dialogs:
+            target = self.doc["dialog"][ref]
+            return target.get("type") if isinstance(target, dict) else None
+        return None
 
     def parties_field(self, value: Any, path: str) -> None:
         if value is None:
@@ -259,15 +286,15 @@ class _Checker:
 
     def attachment(self, a: dict[str, Any], path: str) -> None:
         self.legacy(a, path)
-        if "type" in a:
-            self.problem(f"{path}.type", "renamed purpose in core-02")
+        if "type" in a and not (a["type"] == LAWFUL_BASIS and LAWFUL_BASIS in self.extensions):
+            self.problem(f"{path}.type", "renamed purpose in core-02 (only the lawful_basis extension defines type)")
         self.date(a, "start", path, True)
         for key, limit, what in (("party", self.n_parties, "party"), ("dialog", self.n_dialogs, "dialog")):
             if key not in a:
                 self.problem(f"{path}.{key}", "required")
             else:
                 self.index(a[key], limit, f"{path}.{key}", what)
-        self.content(a, path, True)
+        self.content(a, path)
 
     def analysis(self, a: dict[str, Any], path: str) -> None:
         self.legacy(a, path)
@@ -276,7 +303,7 @@ class _Checker:
                 self.problem(f"{path}.{key}", "required")
         if "dialog" in a:
             self.index_or_list(a["dialog"], self.n_dialogs, f"{path}.dialog", "dialog")
-        self.content(a, path, True)
+        self.content(a, path, mediatype_required=False)
 
 
 def problems(doc: Any) -> list[str]:

@@ -10,7 +10,6 @@ from capture.pipeline import Pipeline
 from capture.sinks.conserver import ConserverSink
 from capture.sinks.directory import DirectorySink
 from capture.spool import Spool
-from capture.vcon.syntax import CORE_03
 
 
 async def deliver(tmp_path, server: Conserver, *scenarios, ingress=("main",), token="s3cret"):
@@ -20,7 +19,6 @@ async def deliver(tmp_path, server: Conserver, *scenarios, ingress=("main",), to
     pipeline = Pipeline(
         state_dir=tmp_path / "state",
         domain="test.example",
-        syntax=CORE_03,
         media=MediaPolicy(),
         spool=Spool(tmp_path / "state" / "spool"),
         sinks=[DirectorySink(out), ConserverSink(url, token=token, ingress_lists=ingress, timeout_s=5)],

@@ -17,7 +17,6 @@ from capture.pipeline import Pipeline
 from capture.sinks.directory import DirectorySink
 from capture.spool import Spool
 from capture.vcon.content import b64url_decode
-from capture.vcon.syntax import CORE_03
 
 
 def make_pipeline(tmp_path: Path, sealing=None, **media) -> Pipeline:
@@ -26,7 +25,6 @@ def make_pipeline(tmp_path: Path, sealing=None, **media) -> Pipeline:
     return Pipeline(
         state_dir=tmp_path / "state",
         domain="test.example",
-        syntax=CORE_03,
         media=MediaPolicy(media_dir=out, **media),
         spool=Spool(tmp_path / "state" / "spool"),
         sinks=[DirectorySink(out)],

@@ -19,7 +19,7 @@ from capture.config import CoreSettings
 from capture.errors import ConfigError
 from capture.finishing import _sealer
 from capture.service import _sealing
-from capture.signing import Signer, VerificationError, decrypt, encrypt, verify
+from capture.signing import ENC, Signer, VerificationError, decrypt, encrypt, verify
 
 
 def _cert(subject, key, issuer, issuer_key, *, ca, days=10):
@@ -135,8 +135,47 @@ def test_shapes_match_the_wg_examples(rsa_pki):
     ours_enc = encrypt(ours_signed, rsa_pki["chain"])
     theirs_enc = json.loads((EXAMPLES / "ab_call_ext_rec_encrypted.vcon").read_text())
     assert ours_enc.keys() == theirs_enc.keys()
-    assert ours_enc["unprotected"].keys() == theirs_enc["unprotected"].keys()
+    assert decode(ours_enc["protected"]) == decode(theirs_enc["protected"]) == {"alg": "RSA-OAEP", "enc": ENC}
+    # The example repeats enc in its unprotected and recipient headers, which RFC 7516 §7.2.1
+    # forbids (names must be disjoint) and jwcrypto refuses: ours keeps uuid and cty only.
+    assert set(ours_enc["unprotected"]) == set(theirs_enc["unprotected"]) - {"enc"} == {"uuid", "cty"}
     assert ours_enc["recipients"][0].keys() == theirs_enc["recipients"][0].keys()
+
+
+def _jwcrypto_key(pem_file: Path):
+    from jwcrypto import jwk
+
+    return jwk.JWK.from_pem(pem_file.read_bytes())
+
+
+def test_an_independent_jose_library_decrypts_our_encrypted_vcon(rsa_pki):
+    """jwcrypto (not joserfc) opens our JWE, and the signed form inside verifies with our verify."""
+    from jwcrypto import jwe as jjwe
+
+    signed = Signer.from_files(rsa_pki["key"], rsa_pki["chain"]).sign(DOC)
+    token = jjwe.JWE()
+    token.deserialize(json.dumps(encrypt(signed, rsa_pki["chain"])), key=_jwcrypto_key(rsa_pki["key"]))
+    assert json.loads(token.payload) == signed
+    assert verify(json.loads(token.payload), rsa_pki["ca"]) == DOC
+
+
+def test_we_decrypt_a_jwe_made_as_py_vcon_makes_it(rsa_pki):
+    """py-vcon 0.6.0 (python-vcon) writes protected {alg, enc}, uuid unprotected, one recipient:
+    made here with jwcrypto (py-vcon itself does not install on Python 3.11: its pyjq dependency
+    needs autoreconf to build)."""
+    from jwcrypto import jwe as jjwe
+    from jwcrypto.common import json_encode
+
+    signed = Signer.from_files(rsa_pki["key"], rsa_pki["chain"]).sign(DOC)
+    leaf = _jwcrypto_key(rsa_pki["chain"])
+    token = jjwe.JWE(
+        json.dumps(signed).encode(),
+        protected=json_encode({"alg": "RSA-OAEP", "enc": ENC}),
+        unprotected=json_encode({"uuid": DOC["uuid"]}),
+    )
+    token.add_recipient(leaf)
+    theirs = json.loads(token.serialize())
+    assert decrypt(theirs, rsa_pki["key"]) == signed
 
 
 async def test_pipeline_emits_signed_vcons_that_the_cli_verifies(pki, tmp_path, capsys):
