@@ -11,21 +11,23 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Coroutine
+from datetime import datetime
 from typing import Any
 
 from adapters.ami.client import AmiClient
+from adapters.ami.commands import FinishCall, Output, StartMixMonitor
 from adapters.ami.protocol import Message
 from adapters.ami.recordings import collect
 from adapters.ami.settings import SECRET_ENV, AmiSettings
-from adapters.ami.tracker import CallTracker, FinishCall, Output, StartMixMonitor
+from adapters.ami.tracker import CallTracker
 from capture.adapter import Adapter, Capture
 from capture.errors import AuthenticationError, ConfigError, RemoteProtocolError
-from capture.events import CaptureEvent, MediaUnavailable
+from capture.events import CallStarted, CaptureEvent, MediaUnavailable
+from capture.logs import call_scope
 from capture.settings import read_secret, split_hostport
 
 log = logging.getLogger(__name__)
-
-TICK_S = 0.1
 
 
 class AmiAdapter(Adapter):
@@ -44,6 +46,7 @@ class AmiAdapter(Adapter):
             mixmonitor_options=settings.mixmonitor_options,
             split_directions=settings.split_directions,
             cdr_wait_s=settings.cdr_wait_s,
+            vcon_uuid=capture.vcon_uuid,
         )
         self.client = AmiClient(
             host,
@@ -61,7 +64,8 @@ class AmiAdapter(Adapter):
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
-        self._ticker: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_for: datetime | None = None
 
     def describe(self) -> str:
         return f"ami {self.settings.connect} (user {self.settings.username}, MixMonitor by {self.settings.mixmonitor})"
@@ -72,20 +76,21 @@ class AmiAdapter(Adapter):
         except AuthenticationError:
             if self.settings.on_auth_failure == "exit":
                 raise
-            log.error("ami.login_refused user=%s retrying", self.settings.username)
+            log.error("ami.login_refused", extra={"user": self.settings.username, "then": "retrying"})
         except (OSError, TimeoutError, ConnectionError, RemoteProtocolError) as exc:
-            log.warning("ami.connect_failed connect=%s error=%s retrying", self.settings.connect, exc)
+            log.warning(
+                "ami.connect_failed", extra={"connect": self.settings.connect, "error": str(exc), "then": "retrying"}
+            )
         self._runner = asyncio.create_task(self._run())
-        self._ticker = asyncio.create_task(self._tick())
 
     async def stop(self) -> None:
-        for task in (self._runner, self._ticker):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
         await self.client.close()
         self._apply(self.tracker.stop(self.capture.now()))
+        self._disarm()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -93,12 +98,30 @@ class AmiAdapter(Adapter):
         try:
             await self.client.run()
         except AuthenticationError as exc:
-            log.error("ami.login_refused error=%s", exc)
+            log.error("ami.login_refused", extra={"error": str(exc)})
 
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_S)
-            self._apply(self.tracker.tick(self.capture.now()))
+    # -- the tracker's timer ----------------------------------------------------------
+
+    def _arm(self) -> None:
+        """(Re)arm the one timer at the tracker's next deadline, if that moved."""
+        deadline = self.tracker.next_deadline()
+        if deadline == self._armed_for:
+            return
+        self._disarm()
+        if deadline is None:
+            return
+        self._armed_for = deadline
+        delay = max(0.0, (deadline - self.capture.now()).total_seconds())
+        self._timer = asyncio.get_running_loop().call_at(self.capture.monotonic() + delay, self._on_timer)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._armed_for = None
+
+    def _on_timer(self) -> None:
+        self._timer = self._armed_for = None
+        self._apply(self.tracker.tick(self.capture.now()))
 
     # -- from the PBX -------------------------------------------------------------------
 
@@ -110,23 +133,30 @@ class AmiAdapter(Adapter):
         try:
             reply = await self.client.action("CoreShowChannels")
         except (TimeoutError, ConnectionError) as exc:
-            log.warning("ami.resync_failed error=%s", exc)
+            log.warning("ami.resync_failed", extra={"error": str(exc) or type(exc).__name__})
             return
         listing = [m for m in reply.events if m.event == "CoreShowChannel"]
-        log.info("ami.resync channels=%d", len(listing))
+        log.info("ami.resync", extra={"channels": len(listing)})
         self._apply(self.tracker.resync(listing, self.capture.now()))
 
     def _apply(self, outputs: list[Output]) -> None:
+        """Carry out the tracker's outputs, then re-arm its timer."""
         for item in outputs:
             if isinstance(item, StartMixMonitor):
-                self._spawn(self._start_mixmonitor(item))
+                self._spawn(item.call_id, self._start_mixmonitor(item))
             elif isinstance(item, FinishCall):
-                self._spawn(self._finish(item))
+                self._spawn(item.call_id, self._finish(item))
             else:
                 self.capture.emit(item)
+                if isinstance(item, CallStarted):
+                    with call_scope(self.capture.vcon_uuid(item.call_id)):
+                        log.info("ami.call_started", extra={"call_id": item.call_id})
+        self._arm()
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
+    def _spawn(self, call_id: str, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a command as a task that logs inside the call's scope."""
+        with call_scope(self.capture.vcon_uuid(call_id)):
+            task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -141,7 +171,8 @@ class AmiAdapter(Adapter):
             return
         if not reply.ok:
             log.warning(
-                "ami.mixmonitor_refused call_id=%s channel=%s reason=%s", cmd.call_id, cmd.channel, reply.message
+                "ami.mixmonitor_refused",
+                extra={"call_id": cmd.call_id, "channel": cmd.channel, "reason": reply.message},
             )
             self.tracker.mixmonitor_failed(cmd.call_id, cmd.stream_id, reply.message or "error")
 
@@ -158,7 +189,8 @@ class AmiAdapter(Adapter):
                     )
                 )
             else:
-                events.append(await collect(spec, self.settings.recordings_dir, cmd.call_id, self.settings.file_wait_s))
+                directory, wait_s = self.settings.recordings_dir, self.settings.file_wait_s
+                events.append(await collect(spec, directory, cmd.call_id, wait_s, self.capture.monotonic))
         for event in events:
             self.capture.emit(event)
         self.capture.emit(cmd.ended)

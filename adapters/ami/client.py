@@ -92,7 +92,7 @@ class AmiClient:
                 f"AMI login refused for user {self.username!r} at {self.host}:{self.port}: {reason}"
             )
         self.logins += 1
-        log.info("ami.logged_in host=%s port=%s version=%s", self.host, self.port, self.version)
+        log.info("ami.logged_in", extra={"host": self.host, "port": self.port, "version": self.version})
         self._tasks.append(asyncio.create_task(self._keepalive()))
         if self.on_login is not None:
             await self.on_login()
@@ -107,17 +107,18 @@ class AmiClient:
                 delay = self.reconnect_min_s
                 if self._closing:
                     return
-                log.warning("ami.connection_lost host=%s port=%s", self.host, self.port)
+                log.warning("ami.connection_lost", extra={"host": self.host, "port": self.port})
             try:
                 await self.connect()
                 continue
             except AuthenticationError as exc:
                 if not self.retry_auth and self.logins == 0:
                     raise
-                log.error("ami.login_refused reason=%s retry_in=%.1f", exc, delay)
+                log.error("ami.login_refused", extra={"reason": str(exc), "retry_in_s": delay})
             except (OSError, TimeoutError, RemoteProtocolError, ConnectionError) as exc:
                 log.warning(
-                    "ami.connect_failed host=%s port=%s error=%s retry_in=%.1f", self.host, self.port, exc, delay
+                    "ami.connect_failed",
+                    extra={"host": self.host, "port": self.port, "error": str(exc), "retry_in_s": delay},
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.reconnect_max_s)
@@ -179,7 +180,7 @@ class AmiClient:
             try:
                 await self.action("Ping", timeout_s=self.ping_interval_s)
             except (TimeoutError, ConnectionError, OSError):
-                log.warning("ami.ping_unanswered host=%s port=%s", self.host, self.port)
+                log.warning("ami.ping_unanswered", extra={"host": self.host, "port": self.port})
                 self._lost.set()
                 return
 
@@ -193,13 +194,13 @@ class AmiClient:
                         if not banner.done():
                             banner.set_result(item.version)
                     elif isinstance(item, Oversized):
-                        log.warning("ami.message_skipped size=%d cap=%d", item.size, item.cap)
+                        log.warning("ami.message_skipped", extra={"size": item.size, "cap": item.cap})
         except RemoteProtocolError as exc:
-            log.error("ami.protocol_error error=%s", exc)
+            log.error("ami.protocol_error", extra={"error": str(exc)})
             if not banner.done():
                 banner.set_exception(exc)
         except OSError as exc:
-            log.warning("ami.read_failed error=%s", exc)
+            log.warning("ami.read_failed", extra={"error": str(exc)})
         if not banner.done():
             banner.set_exception(ConnectionError("AMI server closed the connection before its banner"))
         self._lost.set()
@@ -216,4 +217,4 @@ class AmiClient:
                 self.on_event(result)
             except Exception:
                 # One bad event must not stop the stream.
-                log.exception("ami.event_handler_failed event=%s", result.event)
+                log.exception("ami.event_handler_failed", extra={"event": result.event})

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import soundfile as sf
 
-from adapters.ami.tracker import RecordingSpec
+from adapters.ami.commands import RecordingSpec
 from capture.events import MediaRecorded, MediaUnavailable
 
 log = logging.getLogger(__name__)
@@ -65,13 +66,16 @@ def describe(spec: RecordingSpec, path: Path, call_id: str) -> MediaRecorded | M
 
 
 async def collect(
-    spec: RecordingSpec, directory: Path, call_id: str, wait_s: float
+    spec: RecordingSpec, directory: Path, call_id: str, wait_s: float, monotonic: Callable[[], float]
 ) -> MediaRecorded | MediaUnavailable:
-    """Wait (bounded) for the spec's file to appear and stop growing, then describe it."""
+    """Wait (bounded, on the ``monotonic`` clock) for the spec's file to appear and stop growing, then describe it.
+
+    Asterisk says nothing when it has written a file, so this waits by looking at it: I/O
+    waiting for another process, not a timer of ours.
+    """
     if spec.failure:
         return MediaUnavailable(call_id=call_id, at=spec.started_at, stream_id=spec.stream_id, reason=spec.failure)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
+    deadline = monotonic() + wait_s
     last_size = -1
     while True:
         found = next((p for p in candidates(spec, directory) if p.is_file()), None)
@@ -80,13 +84,13 @@ async def collect(
             if size == last_size and size > 0:
                 return describe(spec, found, call_id)
             last_size = size
-        if loop.time() >= deadline:
+        if monotonic() >= deadline:
             break
         await asyncio.sleep(POLL_S)
     name = spec.file or f"*{spec.search}*"
     if found is not None:
         return describe(spec, found, call_id)
-    log.warning("ami.recording_missing call_id=%s file=%s", call_id, name)
+    log.warning("ami.recording_missing", extra={"call_id": call_id, "file": name})
     return MediaUnavailable(
         call_id=call_id,
         at=spec.started_at,

@@ -8,6 +8,7 @@ Asterisk would on the PBX host. The vCons are read from --out and validated.
 from __future__ import annotations
 
 import base64
+import json
 import signal
 import subprocess
 import sys
@@ -79,8 +80,17 @@ def cdr(v: dict) -> dict:
     return next(a["body"] for a in v["attachments"] if a["purpose"] == "cdr")
 
 
+def number(party: dict) -> str | None:
+    """The party's number: its tel, or the extension of a ``sip:EXT@pbx`` identity (what the core
+    makes of numbers too short to be a tel)."""
+    if "tel" in party:
+        return party["tel"]
+    sip = party.get("sip", "")
+    return sip.removeprefix("sip:").split("@")[0] if sip else None
+
+
 def parties(v: dict) -> list[tuple]:
-    return [(p.get("tel"), p.get("name")) for p in v["parties"]]
+    return [(number(p), p.get("name")) for p in v["parties"]]
 
 
 def recorded_audio(dialog: dict):
@@ -231,3 +241,21 @@ def test_split_directions_give_one_channel_per_party(tmp_path: Path) -> None:
     assert min(window_ncc(heard, audio[:, 1], RATE)) >= 0.9
     # separation: the caller's channel does not carry what the caller heard
     assert max(window_ncc(heard, audio[:, 0], RATE)) < 0.5
+
+
+def test_json_log_lines_about_a_call_carry_its_vcon_uuid(tmp_path: Path) -> None:
+    """Issue 10: every log line about a call (adapter, tracker, pipeline) names the call's vCon."""
+    (tmp_path / "monitor").mkdir()
+    script = [b for name in ADAPTER_MODE[-2:] for b in transcript(name)]  # blind + attended: moves, transfers
+    server = ReplayServer(script, delay_s=0.003, recordings_dir=tmp_path / "monitor")
+    with ThreadedReplay(server) as replay:
+        proc = run_cli(tmp_path, replay.port, "--log-format", "json", "--log-level", "debug")
+        wait_for_vcons(proc, tmp_path / "out", 3)
+        err = stop(proc)
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    uuids = {v["uuid"] for v in load_vcons(tmp_path / "out")}
+    about_calls = [entry for entry in lines if "call_id" in entry]
+    events = {entry["message"] for entry in about_calls}
+    assert {"ami.call_started", "ami.channel_moved", "ami.call_finished", "pipeline.call_started"} <= events
+    for entry in about_calls:
+        assert entry.get("vcon_uuid") in uuids, entry

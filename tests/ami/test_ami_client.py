@@ -11,6 +11,7 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
+import fakecapture
 import pytest
 import soundfile as sf
 from amireplay import BANNER, ReplayServer, render, transcript
@@ -26,17 +27,9 @@ ANSWERED = "cacofonisk_ab_success_a_hangup.ami"
 CALL = "195176c06ab8-1529936170.42"
 
 
-class FakeCapture:
-    accepting = True
-
+class FakeCapture(fakecapture.FakeCapture):
     def __init__(self) -> None:
-        self.events: list[ev.CaptureEvent] = []
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def emit(self, event: ev.CaptureEvent) -> None:
-        self.events.append(event)
+        super().__init__(Path("/nonexistent"))
 
     def open_recording(self, *a, **kw):  # the AMI adapter never records audio itself
         raise AssertionError("not used by the AMI adapter")
@@ -164,7 +157,8 @@ def test_four_megabyte_event_is_skipped_and_logged_and_the_stream_continues(capl
 
     with caplog.at_level(logging.WARNING, logger="adapters.ami.client"):
         asyncio.run(main())
-    assert any("ami.message_skipped" in r.message and str(len(huge) - 4) in r.getMessage() for r in caplog.records)
+    (skipped,) = [r for r in caplog.records if r.getMessage() == "ami.message_skipped"]
+    assert skipped.size == len(huge) - 4 and skipped.cap == 1 << 20
 
 
 def test_unanswered_ping_reconnects_with_a_fresh_login() -> None:
@@ -327,8 +321,8 @@ def test_banner_is_checked(tmp_path: Path) -> None:
 
 
 def test_dialplan_file_lookup_by_uniqueid_takes_no_longer_uniqueid(tmp_path: Path) -> None:
+    from adapters.ami.commands import RecordingSpec
     from adapters.ami.recordings import candidates
-    from adapters.ami.tracker import RecordingSpec
 
     for name in ("vcon-a-1.12.wav", "vcon-a-1.1.wav", "vcon-a-1.1.txt", "x-1.100-1.1-y.wav"):
         (tmp_path / name).write_bytes(b"")
@@ -339,8 +333,8 @@ def test_dialplan_file_lookup_by_uniqueid_takes_no_longer_uniqueid(tmp_path: Pat
 def test_a_stereo_recording_maps_its_channels_and_a_mono_one_is_the_mix(tmp_path: Path) -> None:
     import numpy as np
 
+    from adapters.ami.commands import RecordingSpec
     from adapters.ami.recordings import describe
-    from adapters.ami.tracker import RecordingSpec
 
     at = datetime.now(UTC)
     spec = RecordingSpec("mixmonitor-1", "x.wav", "1.1", at, (("a",), ("b", "c")))

@@ -13,8 +13,9 @@ from amireplay import transcript
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters.ami.commands import FinishCall, StartMixMonitor
 from adapters.ami.protocol import AmiParser, Message
-from adapters.ami.tracker import CallTracker, FinishCall, StartMixMonitor
+from adapters.ami.tracker import CallTracker
 from capture import events as ev
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
