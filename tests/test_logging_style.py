@@ -43,6 +43,8 @@ def test_every_log_line_is_an_event_name_with_structured_fields(path):
 
 @pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_loggers_are_named_after_their_module(path):
+    if path == ROOT / "capture" / "logs.py":
+        return  # the one place that configures the root logger and quietens noisy libraries
     text = path.read_text()
     for match in re.finditer(r"logging\.getLogger\(([^)]*)\)", text):
         assert match.group(1) in ("__name__", ""), f"{path.relative_to(ROOT)}: getLogger({match.group(1)})"

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from aiohttp import web
 
+from adapters.webrtc import aiortc_compat as compat
 from adapters.webrtc import ice
 from adapters.webrtc.endpoint import WhipEndpoint
 from adapters.webrtc.identity import TokenCheck, parse_tokens
@@ -45,6 +46,10 @@ class WebrtcAdapter(Adapter):
 
     async def start(self) -> None:
         s = self.settings
+        missing = compat.check()
+        if missing:
+            lacks = ", ".join(missing)
+            raise StartupError(f"webrtc: aiortc lacks what recording needs ({lacks}); tested: {compat.TESTED_WITH}")
         credential = read_secret(
             s.turn_credential_file, "VCON_CAPTURE_WEBRTC_TURN_CREDENTIAL", os.environ, "webrtc.turn_credential_file"
         )
@@ -63,7 +68,7 @@ class WebrtcAdapter(Adapter):
             raise StartupError(f"webrtc: cannot listen on {s.listen}: {exc.strerror}") from None
         bound = self._runner.addresses[0]
         self._address = f"{host}:{bound[1]}"
-        log.info("webrtc listening on http://%s/ (WHIP: /whip/{room})", self._address)
+        log.info("webrtc.listening", extra={"url": f"http://{self._address}/", "whip": "/whip/{room}"})
 
     async def stop(self) -> None:
         if self.endpoint is not None:

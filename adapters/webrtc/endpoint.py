@@ -33,6 +33,7 @@ from adapters.webrtc.session import Session
 from adapters.webrtc.settings import WebrtcSettings
 from capture.adapter import Capture
 from capture.errors import RemoteProtocolError
+from capture.logs import call_scope
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,10 @@ class WhipEndpoint:
         try:
             response = await handler(request)
         except RemoteProtocolError as exc:
-            log.info("request refused: %s %s: %d %s", request.method, request.path, exc.status_hint, exc)
+            log.info(
+                "webrtc.request_refused",
+                extra={"method": request.method, "path": request.path, "status": exc.status_hint, "reason": str(exc)},
+            )
             response = web.Response(status=exc.status_hint, text=f"{exc}\n")
             if exc.status_hint == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="whip"'
@@ -150,7 +154,8 @@ class WhipEndpoint:
         response = web.Response(status=201, text=answer, content_type=SDP_TYPE, headers=headers)
         for link in link_headers(self.settings.ice_servers):
             response.headers.add("Link", link)
-        log.info("participant joined: call %s party %s room %s", call_id, sid, room)
+        with call_scope(self.capture.vcon_uuid(call_id)):
+            log.info("webrtc.participant_joined", extra={"call_id": call_id, "party": sid, "room": room})
         return response
 
     async def delete(self, request: web.Request) -> web.Response:

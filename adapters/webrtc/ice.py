@@ -8,8 +8,9 @@ pinning replaces aioice's address discovery for the whole process.
 
 from __future__ import annotations
 
-import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
+
+from adapters.webrtc import aiortc_compat as compat
 
 
 def rtc_configuration(urls: tuple[str, ...], username: str | None, credential: str | None) -> RTCConfiguration:
@@ -28,7 +29,7 @@ def pin_host_addresses(addresses: tuple[str, ...]) -> None:
     def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
         return [a for a in addresses if (use_ipv6 if ":" in a else use_ipv4)]
 
-    aioice.ice.get_host_addresses = host_addresses
+    compat.pin_host_addresses(host_addresses)
 
 
 def link_headers(urls: tuple[str, ...]) -> list[str]:

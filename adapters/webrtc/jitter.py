@@ -27,6 +27,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
+from adapters.webrtc import aiortc_compat as compat
 from capture.media.reorder import ReorderBuffer
 
 log = logging.getLogger(__name__)
@@ -54,26 +55,30 @@ class AudioReorderBuffer:
 
     def _decode(self, packet: RtpPacket) -> None:
         receiver = self._receiver
-        codec = receiver._RTCRtpReceiver__codecs.get(packet.payload_type)  # type: ignore[attr-defined]
+        codec = compat.receiver_codec(receiver, packet.payload_type)
         if codec is None or receiver.track is None:
             return
         decoder = self._decoders.get(codec.mimeType)
         if decoder is None:
             decoder = self._decoders[codec.mimeType] = get_decoder(codec)
-        timestamp = receiver._RTCRtpReceiver__timestamp_mapper.map(packet.timestamp)  # type: ignore[attr-defined]
+        timestamp = compat.media_timestamp(receiver, packet.timestamp)
         try:
-            frames = decoder.decode(JitterFrame(data=packet._data, timestamp=timestamp))  # type: ignore[attr-defined]
+            frames = decoder.decode(JitterFrame(data=compat.depayloaded(packet), timestamp=timestamp))
         except av.FFmpegError as exc:
             # Keep the decoder's state; the next packet decodes normally.
             self.decode_errors += 1
-            log.debug("undecodable %s packet %d: %s", codec.mimeType, packet.sequence_number, exc)
+            log.debug(
+                "webrtc.undecodable_packet",
+                extra={"codec": codec.mimeType, "sequence": packet.sequence_number, "error": str(exc)},
+            )
             return
+        queue = compat.track_queue(receiver.track)
         for frame in frames:
-            receiver.track._queue.put_nowait(frame)  # type: ignore[attr-defined]
+            queue.put_nowait(frame)
 
 
 def install(receiver: RTCRtpReceiver, depth: int, now: Callable[[], datetime]) -> AudioReorderBuffer:
     """Replace an audio receiver's jitter buffer (before its first packet arrives)."""
     buffer = AudioReorderBuffer(receiver, depth, now)
-    receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
+    compat.replace_jitter_buffer(receiver, buffer)
     return buffer

@@ -21,6 +21,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
+from adapters.webrtc import aiortc_compat as compat
 from capture.recording import StreamRecording
 
 RATE = 48000
@@ -77,7 +78,7 @@ class TrackRecorder:
     def drain(self) -> None:
         """Write the frames already decoded and waiting, so a session that closes while the
         process runs behind keeps them."""
-        queue = self.track._queue  # type: ignore[attr-defined]
+        queue = compat.track_queue(self.track)
         while not queue.empty():
             frame = queue.get_nowait()
             if frame is not None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from adapters.webrtc.session import Session
 from capture.adapter import Capture
 from capture.events import CallAnswered, CallEnded, CallStarted, Disposition, PartyJoined
+from capture.logs import call_scope
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ class Rooms:
                 CallStarted(call_id=room.call_id, at=now, source="webrtc", subject=room.name, application="webrtc")
             )
             self._on_call_started(room.call_id)
-            log.info("room opened: call %s room %s", room.call_id, room.name)
+            with call_scope(self.capture.vcon_uuid(room.call_id)):
+                log.info("webrtc.room_opened", extra={"call_id": room.call_id, "room": room.name})
         if room.linger is not None:
             room.linger.cancel()
             room.linger = None
@@ -109,7 +111,8 @@ class Rooms:
                 ended_by=room.last_left,
             )
         )
-        log.info("room closed: call %s room %s: %s", room.call_id, room.name, cause)
+        with call_scope(self.capture.vcon_uuid(room.call_id)):
+            log.info("webrtc.room_closed", extra={"call_id": room.call_id, "room": room.name, "cause": cause})
 
     async def close_all(self, reason: str) -> None:
         """Shutdown: close every session, then end every room at once."""

@@ -9,6 +9,7 @@ audio within the setup timeout, audio stopping for the media timeout, or shutdow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -21,6 +22,7 @@ from adapters.webrtc.recorder import RATE, TrackRecorder
 from capture.adapter import Capture
 from capture.errors import RemoteProtocolError
 from capture.events import MediaUnavailable, PartyLeft
+from capture.logs import call_scope
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +93,17 @@ class Session:
             raise RemoteProtocolError(f"offer rejected: {exc or type(exc).__name__}") from None
         return self.pc.localDescription.sdp
 
+    def _scope(self) -> contextlib.AbstractContextManager[None]:
+        """Log lines (and tasks) of this session carry its call's vCon uuid."""
+        return call_scope(self.capture.vcon_uuid(self.call_id) if self.call_id else None)
+
     def start(self, call_id: str) -> None:
         """Begin pulling audio into the call's recordings."""
         self.call_id = call_id
+        with self._scope():
+            self._start_recorders(call_id)
+
+    def _start_recorders(self, call_id: str) -> None:
         for n, track in enumerate(t for t in self._tracks if t.kind == "audio"):
             stream_id = f"{self.sid}-{n}"
             recording = self.capture.open_recording(call_id, stream_id, self.party, RATE)
@@ -119,7 +129,9 @@ class Session:
         if task.cancelled() or not all(t.done() for t in self._tasks):
             return
         if (error := task.exception()) is not None:
-            log.error("recording failed: call %s party %s: %s", self.call_id, self.sid, error)
+            with self._scope():
+                fields = {"call_id": self.call_id, "party": self.sid, "error": str(error)}
+                log.error("webrtc.recording_failed", extra=fields)
             self.close(f"recording failed: {error}")
         else:
             self.close(task.result())
@@ -131,7 +143,10 @@ class Session:
     def close(self, reason: str) -> asyncio.Task[None]:
         """End the session (idempotent); the returned task finishes when it is torn down."""
         if self._closing is None:
-            self._closing = asyncio.get_running_loop().create_task(self._close(reason), name=f"webrtc-close-{self.sid}")
+            with self._scope():
+                self._closing = asyncio.get_running_loop().create_task(
+                    self._close(reason), name=f"webrtc-close-{self.sid}"
+                )
         return self._closing
 
     async def _close(self, reason: str) -> None:
@@ -145,16 +160,19 @@ class Session:
         lost = sum(b.reorder.lost for b in self._buffers.values())
         received = sum(b.reorder.received for b in self._buffers.values())
         self.capture.metrics.rtp_packets("webrtc", received, lost)
-        log.info(
-            "participant left: call %s party %s room %s: %s (%d frames, %d/%d packets lost)",
-            self.call_id,
-            self.sid,
-            self.room,
-            reason,
-            self.frames,
-            lost,
-            lost + received,
-        )
+        with self._scope():
+            log.info(
+                "webrtc.participant_left",
+                extra={
+                    "call_id": self.call_id,
+                    "party": self.sid,
+                    "room": self.room,
+                    "reason": reason,
+                    "frames": self.frames,
+                    "packets_lost": lost,
+                    "packets": lost + received,
+                },
+            )
         if self.call_id is not None:
             for recorder in self._recorders:
                 if recorder.recording.close(now) is None:
@@ -167,5 +185,6 @@ class Session:
         try:
             await asyncio.wait_for(self.pc.close(), CLOSE_TIMEOUT_S)
         except TimeoutError:
-            log.warning("peer connection close timed out: call %s party %s", self.call_id, self.sid)
+            with self._scope():
+                log.warning("webrtc.close_timed_out", extra={"call_id": self.call_id, "party": self.sid})
         await self._on_closed(self)

@@ -179,7 +179,7 @@ def test_shutdown_ends_active_rooms_into_vcons(tmp_path):
         write_speech(tmp_path / "long.wav", 8.0, seed=9)
         client = server.client("busy", tmp_path / "long.wav")
         deadline = time.monotonic() + 15
-        while "participant joined" not in server.log.read_text():
+        while "webrtc.participant_joined" not in server.log.read_text():
             assert time.monotonic() < deadline, server.log.read_text()
             time.sleep(0.1)
         time.sleep(1.5)
