@@ -140,7 +140,7 @@ def read_toml(path: Path | None) -> dict[str, Any]:
 
 def load(
     doc: Mapping[str, Any],
-    adapter_classes: Mapping[str, type],
+    adapter_classes: Mapping[str, Any],
     *,
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,

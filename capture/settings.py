@@ -164,7 +164,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, skip: frozenset[str] =
         if f.name in skip or not f.metadata.get("flag", True) or f.metadata.get("secret"):
             continue
         base, _ = _base_type(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         help_text = f"{f.metadata.get('help', '')} (default: {_show(default)})"
         flag = "--" + f.name.replace("_", "-")
         if base is bool:

@@ -18,13 +18,14 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jwe, jws
+from joserfc.jwe import GeneralJSONSerialization
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 from joserfc.registry import HeaderParameter
@@ -109,7 +110,8 @@ class Signer:
             "protected": {"alg": self.alg, "typ": "JWT", "x5c": self.x5c},
             "header": {"alg": self.alg, "x5c": self.x5c, "uuid": doc["uuid"]},
         }
-        return dict(jws.serialize_json([member], dumps(doc), self.key, registry=JWS_REGISTRY))
+        members = cast(list[jws.HeaderDict], [member])
+        return dict(jws.serialize_json(members, dumps(doc), self.key, registry=JWS_REGISTRY))
 
 
 def encrypt(signed: dict[str, Any], recipient_cert_file: Path) -> dict[str, Any]:
@@ -131,8 +133,9 @@ def decrypt(encrypted: dict[str, Any], key_file: Path) -> dict[str, Any]:
     """The signed form inside an encrypted vCon."""
     key = _jose_key(_private_key(_read(key_file, "--key"), "--key"))
     try:
-        result = jwe.decrypt_json(encrypted, key, registry=JWE_REGISTRY)
-        return json.loads(result.plaintext)
+        result = jwe.decrypt_json(cast(GeneralJSONSerialization, encrypted), key, registry=JWE_REGISTRY)
+        plain: dict[str, Any] = json.loads(result.plaintext or b"")
+        return plain
     except (JoseError, ValueError, KeyError, TypeError) as exc:
         raise VerificationError(f"cannot decrypt: {exc}") from None
 
@@ -175,7 +178,7 @@ def verify(signed: dict[str, Any], ca_file: Path, *, at: datetime | None = None)
         except ValueError as exc:
             raise VerificationError(f"bad x5c: {exc}") from None
         _verify_chain(chain, anchors, at or SYSTEM.now())
-        member = {"payload": signed.get("payload"), "signatures": [sig]}
+        member = cast(jws.GeneralJSONSerialization, {"payload": signed.get("payload"), "signatures": [sig]})
         try:
             result = jws.deserialize_json(member, _public_jose_key(chain[0]), registry=JWS_REGISTRY)
             payload = json.loads(result.payload)

@@ -94,7 +94,7 @@ class Dialog:
     type: DialogType
     start: datetime
     duration: float | None = None
-    parties: int | list[ChannelParties] | None = None
+    parties: int | list[int] | list[ChannelParties] | None = None
     originator: int | None = None
     mediatype: str | None = None
     filename: str | None = None

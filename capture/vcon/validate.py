@@ -118,8 +118,8 @@ class _Checker:
     def check(self) -> list[str]:
         doc = self.doc
         self.legacy(doc, "$")
-        extensions = doc.get("extensions") if isinstance(doc.get("extensions"), list) else []
-        self.extensions = {e for e in extensions if isinstance(e, str)}
+        listed = doc.get("extensions")
+        self.extensions = {e for e in listed if isinstance(e, str)} if isinstance(listed, list) else set()
         for key in ("extensions", "critical"):
             values = doc.get(key)
             if isinstance(values, list) and not all(isinstance(v, str) for v in values):
