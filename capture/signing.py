@@ -25,8 +25,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jwe, jws
-from joserfc.jwe import GeneralJSONSerialization
 from joserfc.errors import JoseError
+from joserfc.jwe import GeneralJSONSerialization
 from joserfc.jwk import ECKey, RSAKey
 from joserfc.registry import HeaderParameter
 
