@@ -3,21 +3,19 @@ DTMF, attachments, CDR, and its end."""
 
 from __future__ import annotations
 
-import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from adapters.sip.core import REASONS, Dialog
+from adapters.sip.dialogs import Dialog
 from adapters.sip.message import SipMessage, params_of, parse_name_addr
 from adapters.sip.parties import callee_fields, caller_fields, participant_fields
 from adapters.sip.rtp import RtpStream
 from adapters.sip.sdp import AnsweredStream, SessionDescription, build_answer, choose_codecs, parse_sdp
 from adapters.sip.siprec import METADATA, SDP, RecordingMetadata, body_parts, parse_metadata
-from adapters.sip.srtp import pick_crypto
+from adapters.sip.transactions import REASONS
 from capture.adapter import Capture
 from capture.errors import RemoteProtocolError
 from capture.events import (
@@ -32,8 +30,8 @@ from capture.events import (
     MediaUnavailable,
     PartyJoined,
 )
-
-log = logging.getLogger(__name__)
+from capture.media.receiver import ReceiverStats
+from capture.media.srtp import pick_crypto
 
 CALLER, CALLEE = "caller", "callee"
 NIL = "00000000-0000-0000-0000-000000000000"
@@ -74,7 +72,7 @@ def session_id(msg: SipMessage) -> tuple[str, str] | None:
 class SipCall:
     """Translates one dialog into events; the adapter drives it."""
 
-    def __init__(self, dialog: Dialog, capture: Capture, *, bind_rtp: Callable[[], Any], address: str,
+    def __init__(self, dialog: Dialog, capture: Capture, *, bind_rtp: Callable[[RtpStream], int], address: str,
                  reorder_depth: int) -> None:  # fmt: skip
         self.dialog = dialog
         self.capture = capture
@@ -85,12 +83,11 @@ class SipCall:
         self.held: dict[str, bool] = {}
         self.answered_at: datetime | None = None
         self.ended = False
-        self.answered_mono = time.monotonic()
         self._bind_rtp = bind_rtp
         self._address = address
         self._reorder_depth = reorder_depth
         self._sdp_version = 0
-        self._sdp_session = int(time.time())
+        self._sdp_session = int(capture.now().timestamp())
         self._offer: Offer | None = None
         self._metadata: RecordingMetadata | None = None
         self._invite_at = capture.now()
@@ -183,7 +180,7 @@ class SipCall:
                 codec=audio,
                 event=event,
                 open_recording=self.capture.open_recording,
-                now=self.capture.now,
+                wall_time=self._wall_time,
                 on_dtmf=self._on_dtmf,
                 reorder_depth=self._reorder_depth,
             )
@@ -202,7 +199,6 @@ class SipCall:
 
     def answered(self) -> None:
         self.answered_at = self.capture.now()
-        self.answered_mono = time.monotonic()
         self._emit(CallAnswered)
         self._update_hold(self._offer.sdp if self._offer else None, announce=False)
 
@@ -262,9 +258,8 @@ class SipCall:
         self.capture.emit(DtmfReceived(call_id=self.call_id, at=at, party=stream.party, digit=digit,
                                        duration_s=duration_s))  # fmt: skip
 
-    def last_media(self) -> float:
-        """Monotonic time of the last RTP packet (or of the answer)."""
-        return max([self.answered_mono] + [s.last_rx for s in self.streams if s is not None and s.received_any])
+    def _wall_time(self, monotonic: float) -> datetime:
+        return self.capture.now() - timedelta(seconds=self.capture.monotonic() - monotonic)
 
     # -- end ------------------------------------------------------------------------
 
@@ -275,10 +270,11 @@ class SipCall:
             return
         self.ended = True
         at = self.capture.now()
+        counts: dict[str, ReceiverStats] = {}
         for stream in self.streams:
             if stream is None:
                 continue
-            stream.close(at)
+            counts[stream.stream_id] = stream.close(at)
             if stream.recording is None and disposition is None:
                 self._emit(MediaUnavailable, stream_id=stream.stream_id, reason="no RTP received")
         invite_to = parse_name_addr(self.invite.get("To") or "")
@@ -296,14 +292,11 @@ class SipCall:
             "sip_source": f"{self.dialog.addr[0]}:{self.dialog.addr[1]}",
             "transport": self.dialog.transport,
             "siprec": self.siprec,
-            "rtp": {
-                s.stream_id: {"packets": s.packets, "lost": s.lost, "dropped": s.dropped} for s in self.streams if s
-            },
+            "rtp": {sid: {"packets": c.received, "lost": c.lost, "dropped": c.dropped} for sid, c in counts.items()},
         }
         fields = {k: v for k, v in fields.items() if v is not None}
-        for stream in self.streams:
-            if stream is not None:
-                self.capture.metrics.rtp_packets("sip", stream.packets, stream.lost)
+        for c in counts.values():
+            self.capture.metrics.rtp_packets("sip", c.received, c.lost)
         self.capture.emit(CdrFields(call_id=self.call_id, at=at, fields=fields))
         self.capture.emit(CallEnded(call_id=self.call_id, at=at, disposition=disposition, cause=cause,
                                     ended_by=ended_by))  # fmt: skip

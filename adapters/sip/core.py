@@ -1,142 +1,108 @@
-"""The SIP user-agent server, sans-IO: bytes and time in, bytes to send and call events out.
+"""The SIP user-agent server of the recorder, sans-IO: bytes and time in, bytes to send and
+dialog events out.
 
-:class:`SipCore` keeps the transactions (response retransmission, 2xx retransmission until
-ACK, CANCEL matching, BYE retransmission) and the dialogs; the asyncio shell feeds it
-datagrams or framed TCP messages with ``receive`` and calls ``tick`` a few times a
-second. Decisions that need the rest of the adapter (answer or reject an INVITE) come back
-as events; the shell answers with ``respond``. Timers follow RFC 3261 (T1 0.5 s, T2 4 s).
+Theory of operation. :class:`SipCore` owns every protocol decision; its asyncio shell
+only moves bytes, runs the calls and arms one timer:
+
+- ``receive(data, conn, addr, transport, now)`` takes one datagram or framed TCP
+  message and returns what to send and what happened (:mod:`adapters.sip.dialogs`).
+  Retransmitted requests are answered from the transaction layer
+  (:mod:`adapters.sip.transactions`); in-dialog requests are checked (CSeq order,
+  glare) and answered; an initial INVITE is admitted or refused here: while the service
+  drains (``accepting`` False) or at ``max_calls``, it gets 503 with Retry-After
+  (:class:`InviteRefused`, so the shell still records the attempt), and an out-of-dialog
+  OPTIONS gets 503 too, so a dispatcher's pings take this node out of rotation.
+- Decisions that need the call (answer an INVITE, accept a re-offer) come back as
+  events; the shell answers with ``respond``, ends a dialog with ``hangup``, and tells
+  the core about media (``media_received``, ``media_held``).
+- ``next_deadline()`` is the monotonic time ``handle_timer(now)`` next has work:
+  retransmitting a 2xx until the ACK or a BYE until answered (RFC 3261 T1 0.5 s, T2
+  4 s), ending a dialog whose 2xx was never acknowledged (:class:`AckTimeout`), ending an
+  answered call not on hold whose media stopped for ``media_timeout_s``
+  (:class:`MediaTimeout`; both with a BYE carrying a Reason), and forgetting old
+  transactions. ``media_received`` only ever postpones a deadline, so the shell re-arms
+  its timer after SIP input and timer runs, not after every RTP packet.
+- Tags and branches come from the injected ``token`` (``secrets.token_hex`` by default).
 """
 
 from __future__ import annotations
 
-import logging
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from adapters.sip.message import (
-    SipMessage,
-    params_of,
-    parse_message,
-    parse_name_addr,
-    response_to,
-    uri_hostport,
+from adapters.sip.dialogs import (
+    AckTimeout,
+    Cancelled,
+    Confirmed,
+    Dialog,
+    DialogEvent,
+    DialogKey,
+    InfoReceived,
+    InviteRefused,
+    MediaTimeout,
+    NewInvite,
+    RemoteBye,
+    Reoffer,
+    bye_for,
 )
+from adapters.sip.media_timeout import MediaTimeouts
+from adapters.sip.message import SipMessage, params_of, parse_message, parse_name_addr, response_to, uri_hostport
+from adapters.sip.transactions import REASONS, Send, Transactions
 from capture.errors import RemoteProtocolError
 
-log = logging.getLogger(__name__)
-
-T1, T2 = 0.5, 4.0
-TIMEOUT = 64 * T1
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
 SUPPORTED = "siprec, replaces"
 SUPPORTED_TAGS = {"siprec", "replaces", "timer", "norefersub"}
 "Option tags a Require may name (timer: we never refresh, the peer does)."
 KNOWN_METHODS = {"PRACK", "REFER", "NOTIFY", "SUBSCRIBE", "MESSAGE", "PUBLISH", "REGISTER"}
 "Methods we know and refuse with 405; anything else is 501."
-REASONS = {
-    100: "Trying", 180: "Ringing", 200: "OK", 400: "Bad Request", 403: "Forbidden", 405: "Method Not Allowed",
-    415: "Unsupported Media Type", 420: "Bad Extension", 481: "Call/Transaction Does Not Exist",
-    487: "Request Terminated", 488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",
-    501: "Not Implemented", 503: "Service Unavailable", 513: "Message Too Large",
-}  # fmt: skip
+NO_ACK = 'SIP;cause=408;text="no ACK"'
+MEDIA_TIMEOUT = 'SIP;cause=408;text="media timeout"'
+
+Headers = tuple[tuple[str, str], ...]
+Reply = Callable[..., None]
 
 
-@dataclass(frozen=True)
-class Send:
-    data: bytes
-    conn: Any
-    "The transport the shell gave with the message being answered (UDP socket or TCP connection)."
-    addr: tuple[str, int]
-
-
-@dataclass(eq=False)
-class Dialog:
-    call_id: str
-    local_tag: str
-    remote_tag: str
-    invite: SipMessage
-    conn: Any
-    addr: tuple[str, int]
-    transport: str
-    remote_uri: str
-    local_uri: str
-    remote_target: str
-    route_set: list[str]
-    remote_cseq: int
-    local_cseq: int = 0
-    state: str = "early"
-    "early (INVITE not answered), confirmed (2xx sent), terminated."
-    acked: bool = False
-    final_status: int | None = None
-    pending: SipMessage | None = None
-    "The INVITE/UPDATE awaiting our response."
-    attached: Any = None
-    "The shell's call object."
-
-
-@dataclass(frozen=True)
-class DialogEvent:
-    dialog: Dialog
-    request: SipMessage | None = None
-
-
-class NewInvite(DialogEvent):
-    """An initial INVITE: the shell must ``respond`` to it."""
-
-
-class Reoffer(DialogEvent):
-    """A re-INVITE or UPDATE inside a dialog: the shell must ``respond`` to it."""
-
-
-class Confirmed(DialogEvent):
-    """The ACK for our 2xx arrived."""
-
-
-class RemoteBye(DialogEvent):
-    """The peer hung up (we already answered 200)."""
-
-
-class Cancelled(DialogEvent):
-    """The peer cancelled before we answered (we already sent 487)."""
-
-
-class InfoReceived(DialogEvent):
-    """An INFO inside a dialog (we already answered 200)."""
-
-
-class AckTimeout(DialogEvent):
-    """Our 2xx was never ACKed; the core sent a BYE."""
-
-
-@dataclass
-class _Retransmit:
-    data: bytes
-    conn: Any
-    addr: tuple[str, int]
-    next_at: float
-    interval: float
-    give_up_at: float
-    dialog: Dialog | None = None
-    is_2xx: bool = False
-
-
-@dataclass
 class SipCore:
-    host: str
-    "Address put in Contact and Via (the advertised address)."
-    port: int
-    "UDP and TCP port."
-    tls_port: int = 0
-    "SIP over TLS port (0: none)."
-    user_agent: str = "vcon-capture"
-    dialogs: dict[tuple[str, str], Dialog] = field(default_factory=dict)
-    _responses: dict[tuple[str, str, str], tuple[bytes, float]] = field(default_factory=dict)
-    "(call_id, branch, method) -> (last response, forget time): answers retransmitted requests."
-    _invites: dict[tuple[str, str], Dialog] = field(default_factory=dict)
-    "(call_id, branch) of initial INVITEs -> dialog, for CANCEL and retransmissions."
-    _retransmits: dict[str, _Retransmit] = field(default_factory=dict)
-    "Keyed by branch (our BYEs) or 2xx:<call-id>:<cseq> (our 2xx to INVITE)."
+    """Transactions and dialogs of the recorder's UAS, plus admission and media timeouts."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls_port: int = 0,
+        user_agent: str = "vcon-capture",
+        max_calls: int | None = None,
+        retry_after_s: int = 5,
+        media_timeout_s: float | None = None,
+        token: Callable[[int], str] = secrets.token_hex,
+    ) -> None:
+        self.host = host
+        "Address put in Contact and Via (the advertised address)."
+        self.port = port
+        "UDP and TCP port."
+        self.tls_port = tls_port
+        "SIP over TLS port (0: none)."
+        self.user_agent = user_agent
+        self.max_calls = max_calls
+        "Dialogs in progress beyond which an INVITE gets 503 (None: no limit)."
+        self.retry_after_s = retry_after_s
+        self.accepting = True
+        "False while the service drains: new INVITEs and out-of-dialog OPTIONS get 503."
+        self.dialogs: dict[DialogKey, Dialog] = {}
+        self._token = token
+        self._tx = Transactions()
+        self._invites: dict[tuple[str, str], Dialog] = {}
+        "(Call-ID, branch) of initial INVITEs -> dialog, for CANCEL."
+        self._active = 0
+        "Dialogs counted against max_calls."
+        self._media = MediaTimeouts(media_timeout_s)
+
+    @property
+    def active_calls(self) -> int:
+        return self._active
 
     # -- input ----------------------------------------------------------------------
 
@@ -156,27 +122,36 @@ class SipCore:
                 resp = response_to(msg, 400, REASONS[400])
                 resp.add("Warning", f'399 vcon-capture "{str(exc)[:100]}"')
                 self._send_response(msg, resp, conn, addr, now, sends)
-        else:
-            self._response(msg)
+        elif msg.status is not None and msg.status >= 200:
+            self._tx.answered(msg.branch)
         return sends, events
+
+    def media_received(self, dialog: Dialog, now: float) -> None:
+        """Media of this dialog arrived at ``now`` (postpones its media timeout)."""
+        dialog.media_at = now
+
+    def media_held(self, dialog: Dialog, held: bool, now: float) -> None:
+        """The call went on hold (no media expected) or came back (the media timeout starts afresh)."""
+        if dialog.held and not held:
+            self._media.watch(dialog, now)
+        dialog.held = held
 
     def _request(self, msg: SipMessage, conn: Any, addr: tuple[str, int], transport: str, now: float,
                  sends: list[Send], events: list[DialogEvent]) -> None:  # fmt: skip
         method = msg.method
         assert method is not None
-        key = (msg.call_id, msg.branch, method)
-        cached = self._responses.get(key)
-        if cached is not None and method != "ACK":
-            sends.append(Send(cached[0], conn, addr))
-            return
         if method == "ACK":
             self._ack(msg, events)
+            return
+        cached = self._tx.cached((msg.call_id, msg.branch, method))
+        if cached is not None:
+            sends.append(Send(cached, conn, addr))
             return
         if method == "CANCEL":
             self._cancel(msg, conn, addr, now, sends, events)
             return
 
-        def reply(status: int, *, tag: str | None = None, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        def reply(status: int, *, tag: str | None = None, headers: Headers = ()) -> None:
             resp = self._response_for(msg, status, tag=tag, transport=transport)
             for name, value in headers:
                 resp.add(name, value)
@@ -196,6 +171,8 @@ class SipCore:
             return
         if method == "INVITE":
             self._new_invite(msg, conn, addr, transport, now, sends, events)
+        elif method == "OPTIONS" and not self.accepting:
+            reply(503, headers=(("Retry-After", str(self.retry_after_s)),))
         elif method == "OPTIONS":
             reply(200, headers=(("Allow", ALLOW), ("Accept", "application/sdp, multipart/mixed"),
                                 ("Supported", SUPPORTED)))  # fmt: skip
@@ -204,7 +181,7 @@ class SipCore:
         else:
             reply(405 if method in KNOWN_METHODS else 501, headers=(("Allow", ALLOW),))
 
-    def _in_dialog(self, dialog: Dialog, msg: SipMessage, now: float, reply: Any, events: list[DialogEvent]) -> None:
+    def _in_dialog(self, dialog: Dialog, msg: SipMessage, now: float, reply: Reply, events: list[DialogEvent]) -> None:
         number, method = msg.cseq
         if number < dialog.remote_cseq or (number == dialog.remote_cseq and method != "ACK"):
             reply(500, tag=dialog.local_tag, headers=(("Retry-After", "1"),))
@@ -221,11 +198,8 @@ class SipCore:
             events.append(Reoffer(dialog, msg))
         elif method == "BYE":
             reply(200, tag=dialog.local_tag)
-            was_early = dialog.state == "early"
-            dialog.state = "terminated"
-            self._drop_2xx(dialog)
-            if was_early:
-                log.info("bye in early dialog %s", dialog.call_id)
+            self._terminate(dialog)
+            self._tx.drop_2xx(dialog)
             events.append(RemoteBye(dialog, msg))
         elif method == "INFO":
             reply(200, tag=dialog.local_tag)
@@ -243,7 +217,7 @@ class SipCore:
             raise RemoteProtocolError("INVITE without From tag")
         dialog = Dialog(
             call_id=msg.call_id,
-            local_tag=secrets.token_hex(6),
+            local_tag=self._token(6),
             remote_tag=from_.params["tag"],
             invite=msg,
             conn=conn,
@@ -257,17 +231,23 @@ class SipCore:
             pending=msg,
         )
         dialog.local_uri = f"{msg.get('To')};tag={dialog.local_tag}"
-        self.dialogs[(dialog.call_id, dialog.local_tag)] = dialog
+        self.dialogs[dialog.key] = dialog
         self._invites[(msg.call_id, msg.branch)] = dialog
-        trying = response_to(msg, 100, REASONS[100])
-        self._send_response(msg, trying, conn, addr, now, sends)
+        self._send_response(msg, response_to(msg, 100, REASONS[100]), conn, addr, now, sends)
+        if not self.accepting or (self.max_calls is not None and self._active >= self.max_calls):
+            retry = (("Retry-After", str(self.retry_after_s)),)
+            sends.extend(self.respond(dialog, 503, now=now, headers=retry))
+            events.append(InviteRefused(dialog, msg, 503, "over capacity" if self.accepting else "shutdown"))
+            return
+        dialog.counted = True
+        self._active += 1
         events.append(NewInvite(dialog, msg))
 
     def _ack(self, msg: SipMessage, events: list[DialogEvent]) -> None:
         dialog = self.dialogs.get((msg.call_id, _tag(msg.get("To") or "")))
         if dialog is None or dialog.acked:
             return
-        self._drop_2xx(dialog)
+        self._tx.drop_2xx(dialog)
         if dialog.final_status is not None and 200 <= dialog.final_status < 300:
             dialog.acked = True
             if dialog.state == "confirmed":
@@ -284,16 +264,10 @@ class SipCore:
             sends.extend(self.respond(dialog, 487, now=now))
             events.append(Cancelled(dialog, msg))
 
-    def _response(self, msg: SipMessage) -> None:
-        if msg.status is not None and msg.status >= 200:
-            pending = self._retransmits.pop(msg.branch, None)
-            if pending is not None and pending.dialog is not None:
-                log.debug("bye answered %s %s", pending.dialog.call_id, msg.status)
-
     # -- output ---------------------------------------------------------------------
 
     def respond(self, dialog: Dialog, status: int, *, now: float, body: bytes = b"", content_type: str | None = None,
-                headers: tuple[tuple[str, str], ...] = ()) -> list[Send]:  # fmt: skip
+                headers: Headers = ()) -> list[Send]:  # fmt: skip
         """Answer the dialog's pending INVITE or UPDATE."""
         request = dialog.pending
         if request is None:
@@ -311,16 +285,15 @@ class SipCore:
             dialog.final_status = status
             if 200 <= status < 300:
                 dialog.state = "confirmed"
-            elif status >= 300:
-                dialog.state = "terminated"
+                self._media.watch(dialog, now)
+            else:
+                self._terminate(dialog)
         if 200 <= status < 300 and request.method == "INVITE":
-            data = resp.to_bytes()
-            sends.append(Send(data, dialog.conn, dialog.addr))
-            self._responses[(request.call_id, request.branch, "INVITE")] = (data, now + TIMEOUT)
+            send = Send(resp.to_bytes(), dialog.conn, dialog.addr)
+            sends.append(send)
+            self._tx.remember(request, send.data, now)
             if dialog.transport == "udp":
-                self._retransmits[f"2xx:{dialog.call_id}:{request.cseq[0]}"] = _Retransmit(
-                    data, dialog.conn, dialog.addr, now + T1, T1, now + TIMEOUT, dialog, is_2xx=True
-                )
+                self._tx.retransmit(f"2xx:{dialog.call_id}:{request.cseq[0]}", send, now, dialog, is_2xx=True)
             dialog.acked = False
         else:
             self._send_response(request, resp, dialog.conn, dialog.addr, now, sends)
@@ -332,57 +305,58 @@ class SipCore:
             return []
         if dialog.state == "early":
             return self.respond(dialog, 480, now=now, headers=(("Reason", reason),) if reason else ())
-        dialog.state = "terminated"
-        self._drop_2xx(dialog)
-        dialog.local_cseq += 1
-        branch = "z9hG4bK" + secrets.token_hex(8)
-        bye = SipMessage(method="BYE", uri=dialog.remote_target)
+        self._terminate(dialog)
+        self._tx.drop_2xx(dialog)
+        branch = "z9hG4bK" + self._token(8)
         via = f"{_host(self.host)}:{self._port(dialog.transport)}"
-        bye.add("Via", f"SIP/2.0/{dialog.transport.upper()} {via};branch={branch};rport")
-        bye.add("Max-Forwards", "70")
-        for route in reversed(dialog.route_set):
-            bye.add("Route", route)
-        bye.add("From", dialog.local_uri)
-        bye.add("To", dialog.remote_uri)
-        bye.add("Call-ID", dialog.call_id)
-        bye.add("CSeq", f"{dialog.local_cseq} BYE")
-        bye.add("User-Agent", self.user_agent)
-        if reason:
-            bye.add("Reason", reason)
-        data = bye.to_bytes()
+        bye = bye_for(dialog, via=via, branch=branch, user_agent=self.user_agent, reason=reason)
         addr = dialog.addr if dialog.transport != "udp" else uri_hostport(dialog.remote_target)
+        send = Send(bye.to_bytes(), dialog.conn, addr)
         if dialog.transport == "udp":
-            self._retransmits[branch] = _Retransmit(data, dialog.conn, addr, now + T1, T1, now + TIMEOUT, dialog)
-        return [Send(data, dialog.conn, addr)]
-
-    def tick(self, now: float) -> tuple[list[Send], list[DialogEvent]]:
-        """Retransmit what is due, time out what waited too long, forget old transactions."""
-        sends: list[Send] = []
-        events: list[DialogEvent] = []
-        for key, r in list(self._retransmits.items()):
-            if now >= r.give_up_at:
-                del self._retransmits[key]
-                if r.is_2xx and r.dialog is not None and r.dialog.state == "confirmed":
-                    sends.extend(self.hangup(r.dialog, now=now, reason='SIP;cause=408;text="no ACK"'))
-                    events.append(AckTimeout(r.dialog))
-            elif now >= r.next_at:
-                sends.append(Send(r.data, r.conn, r.addr))
-                r.interval = min(r.interval * 2, T2)
-                r.next_at = now + r.interval
-        for key, (_, forget_at) in list(self._responses.items()):
-            if now >= forget_at:
-                del self._responses[key]
-        for key, dialog in list(self._invites.items()):
-            if dialog.state == "terminated" and (dialog.call_id, key[1], "INVITE") not in self._responses:
-                del self._invites[key]
-        for key, dialog in list(self.dialogs.items()):
-            if dialog.state == "terminated" and dialog.attached is None:
-                del self.dialogs[key]
-        return sends, events
+            self._tx.retransmit(branch, send, now, dialog)
+        return [send]
 
     def forget(self, dialog: Dialog) -> None:
-        """The shell is done with a terminated dialog."""
-        dialog.attached = None
+        """The shell is done with this dialog (it ends it first if it has not ended)."""
+        self._terminate(dialog)
+        self.dialogs.pop(dialog.key, None)
+
+    # -- timers ---------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` next has work (monotonic seconds), None if never."""
+        deadline = self._tx.next_deadline()
+        media = self._media.check_at
+        if media is not None and (deadline is None or media < deadline):
+            return media
+        return deadline
+
+    def handle_timer(self, now: float) -> tuple[list[Send], list[DialogEvent]]:
+        """Retransmit what is due, end dialogs that timed out, forget old transactions."""
+        sends, unacked = self._tx.due(now)
+        events: list[DialogEvent] = []
+        for dialog in unacked:
+            if dialog.state == "confirmed":
+                sends.extend(self.hangup(dialog, now=now, reason=NO_ACK))
+                events.append(AckTimeout(dialog))
+        for dialog in self._media.expired(self.dialogs.values(), now):
+            sends.extend(self.hangup(dialog, now=now, reason=MEDIA_TIMEOUT))
+            events.append(MediaTimeout(dialog))
+        if self._tx.sweep(now):
+            for key, dialog in list(self._invites.items()):
+                if dialog.state == "terminated" and self._tx.cached((dialog.call_id, key[1], "INVITE")) is None:
+                    del self._invites[key]
+        return sends, events
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _terminate(self, dialog: Dialog) -> None:
+        if dialog.state == "terminated":
+            return
+        dialog.state = "terminated"
+        if dialog.counted:
+            dialog.counted = False
+            self._active -= 1
 
     def _response_for(self, request: SipMessage, status: int, *, tag: str | None, transport: str) -> SipMessage:
         resp = response_to(request, status, REASONS.get(status, "Error"), to_tag=tag)
@@ -396,17 +370,11 @@ class SipCore:
     def _send_response(self, request: SipMessage, resp: SipMessage, conn: Any, addr: tuple[str, int], now: float,
                        sends: list[Send]) -> None:  # fmt: skip
         data = resp.to_bytes()
-        assert request.method is not None
-        self._responses[(request.call_id, request.branch, request.method)] = (data, now + TIMEOUT)
+        self._tx.remember(request, data, now)
         sends.append(Send(data, conn, addr))
 
     def _port(self, transport: str) -> int:
         return self.tls_port if transport == "tls" else self.port
-
-    def _drop_2xx(self, dialog: Dialog) -> None:
-        for key, r in list(self._retransmits.items()):
-            if r.is_2xx and r.dialog is dialog:
-                del self._retransmits[key]
 
 
 def _tag(header: str) -> str:

@@ -10,20 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from capture.errors import RemoteProtocolError
+from capture.media.codecs import STATIC, SUPPORTED, TELEPHONE_EVENT, Codec
 
-STATIC = {0: ("PCMU", 8000, 1), 8: ("PCMA", 8000, 1), 9: ("G722", 8000, 1)}
-SUPPORTED = ("OPUS", "G722", "PCMA", "PCMU")
-"In order of preference (the offer's order decides between them)."
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
-
-
-@dataclass(frozen=True)
-class Codec:
-    payload_type: int
-    name: str
-    "Upper case encoding name: PCMU, PCMA, G722, OPUS, TELEPHONE-EVENT."
-    clock_rate: int
-    channels: int = 1
 
 
 @dataclass
@@ -135,13 +124,14 @@ def _attribute(session: SessionDescription, m: MediaDescription | None, value: s
 
 
 def choose_codecs(m: MediaDescription) -> tuple[Codec | None, Codec | None]:
-    """(audio codec, telephone-event codec) the recorder takes from an offered stream."""
+    """(audio codec, telephone-event codec) the recorder takes from an offered stream (the offer's
+    order decides between the codecs there is a decoder for)."""
     audio = next(
         (m.codecs[pt] for pt in m.formats if pt in m.codecs and m.codecs[pt].name in SUPPORTED),
         None,
     )
     event = next(
-        (m.codecs[pt] for pt in m.formats if pt in m.codecs and m.codecs[pt].name == "TELEPHONE-EVENT"
+        (m.codecs[pt] for pt in m.formats if pt in m.codecs and m.codecs[pt].name == TELEPHONE_EVENT
          and m.codecs[pt].clock_rate == (audio.clock_rate if audio else 8000)),
         None,
     )  # fmt: skip
@@ -180,7 +170,7 @@ def build_answer(offer: SessionDescription, streams: list[AnsweredStream], *, ad
         codecs = [s.codec] + ([s.event] if s.event else [])
         lines.append(f"m={m.media} {s.port} {m.proto} {' '.join(str(c.payload_type) for c in codecs)}")
         for c in codecs:
-            name = "telephone-event" if c.name == "TELEPHONE-EVENT" else ("opus" if c.name == "OPUS" else c.name)
+            name = "telephone-event" if c.name == TELEPHONE_EVENT else ("opus" if c.name == "OPUS" else c.name)
             lines.append(
                 f"a=rtpmap:{c.payload_type} {name}/{c.clock_rate}" + (f"/{c.channels}" if c.channels > 1 else "")
             )

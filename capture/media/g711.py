@@ -7,9 +7,10 @@ The encoders exist for senders and test fixtures.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 
-def _ulaw_table() -> np.ndarray:
+def _ulaw_table() -> npt.NDArray[np.int16]:
     u = ~np.arange(256, dtype=np.int32) & 0xFF
     exponent = (u >> 4) & 0x07
     mantissa = u & 0x0F
@@ -17,7 +18,7 @@ def _ulaw_table() -> np.ndarray:
     return np.where(u & 0x80, 0x84 - magnitude, magnitude - 0x84).astype(np.int16)
 
 
-def _alaw_table() -> np.ndarray:
+def _alaw_table() -> npt.NDArray[np.int16]:
     a = np.arange(256, dtype=np.int32) ^ 0x55
     exponent = (a >> 4) & 0x07
     mantissa = a & 0x0F
@@ -29,15 +30,15 @@ ULAW = _ulaw_table()
 ALAW = _alaw_table()
 
 
-def decode_ulaw(payload: bytes) -> np.ndarray:
+def decode_ulaw(payload: bytes) -> npt.NDArray[np.int16]:
     return ULAW[np.frombuffer(payload, dtype=np.uint8)]
 
 
-def decode_alaw(payload: bytes) -> np.ndarray:
+def decode_alaw(payload: bytes) -> npt.NDArray[np.int16]:
     return ALAW[np.frombuffer(payload, dtype=np.uint8)]
 
 
-def _encoder(table: np.ndarray) -> np.ndarray:
+def _encoder(table: npt.NDArray[np.int16]) -> npt.NDArray[np.uint8]:
     """int16 (as uint16 index) -> the code whose decoded value is nearest."""
     order = np.argsort(table, kind="stable")
     values = table[order].astype(np.int32)
@@ -52,9 +53,9 @@ _ULAW_ENC = _encoder(ULAW)
 _ALAW_ENC = _encoder(ALAW)
 
 
-def encode_ulaw(pcm: np.ndarray) -> bytes:
+def encode_ulaw(pcm: npt.ArrayLike) -> bytes:
     return _ULAW_ENC[np.asarray(pcm, dtype=np.int16).view(np.uint16)].tobytes()
 
 
-def encode_alaw(pcm: np.ndarray) -> bytes:
+def encode_alaw(pcm: npt.ArrayLike) -> bytes:
     return _ALAW_ENC[np.asarray(pcm, dtype=np.int16).view(np.uint16)].tobytes()

@@ -175,4 +175,4 @@ def test_ten_thousand_malformed_datagrams_during_a_live_call(tmp_path: Path) -> 
     assert abs(dialog["duration"] - 3.0) < 0.1
     assert min(window_ncc(reference, channels[0], 8000)) >= 0.9
     assert any(abs(recording_channels(v)[2]["duration"] - 1.0) < 0.1 for v in vcons)
-    assert log.count("sip malformed") == 1, "malformed input is logged once per source per minute"
+    assert log.count("sip.malformed") == 1, "malformed input is logged once per source per minute"

@@ -7,9 +7,9 @@ import base64
 import pylibsrtp
 import pytest
 
-from adapters.sip.srtp import SrtpReceiver, pick_crypto
 from capture.errors import RemoteProtocolError
 from capture.media.rtp import build_rtp
+from capture.media.srtp import SrtpReceiver, pick_crypto
 
 KEY = bytes(range(30))
 LINE = f"1 AES_CM_128_HMAC_SHA1_80 inline:{base64.b64encode(KEY).decode()}"

@@ -1,4 +1,9 @@
-"""SDES-SRTP (RFC 4568 ``a=crypto``) for received streams, through libsrtp (pylibsrtp)."""
+"""SDES-SRTP (RFC 4568 ``a=crypto``) for received RTP streams, through libsrtp (pylibsrtp).
+
+The signalling (SDP) carries the key; any RTP adapter that negotiates SDES hands the
+offered ``a=crypto`` value to :class:`SrtpReceiver` and gives it to the stream's
+:class:`capture.media.receiver.RtpReceiver`.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ SUITES = {
     "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
 }
 KEY_SALT_BYTES = 30
+SrtpError = pylibsrtp.Error
+"A forged, replayed or garbled SRTP packet."
 
 
 class SrtpReceiver:
@@ -27,7 +34,7 @@ class SrtpReceiver:
         self.suite = suite
 
     def unprotect(self, data: bytes, rtcp: bool) -> bytes:
-        """Plain packet; pylibsrtp.Error for a forged, replayed or garbled one."""
+        """Plain packet; :data:`SrtpError` for a forged, replayed or garbled one."""
         return self._session.unprotect_rtcp(data) if rtcp else self._session.unprotect(data)
 
     def answer_line(self) -> str:

@@ -1,0 +1,277 @@
+"""The receive side of one RTP stream, sans-IO: datagrams and arrival times in, positioned
+PCM, key presses and counts out. Shared by every adapter that receives RTP itself.
+
+Theory of operation (one :class:`RtpReceiver` per received stream):
+
+- ``receive(data, addr, now)`` takes one datagram and its arrival time (monotonic
+  seconds). SRTP is unprotected first when the stream has a key; RTCP sharing the port
+  (RFC 5761) is skipped; what is not RTP, or carries a payload type the signalling did
+  not agree, is dropped and counted. It returns True when the packet was this stream's
+  media (the caller's media timeout restarts), False otherwise.
+- Packets go through a :class:`~capture.media.reorder.ReorderBuffer` per sender (a new
+  SSRC flushes the old sender's packets and starts afresh), then the
+  :class:`~capture.media.clock.RtpClock` turns (ssrc, timestamp, arrival) into a
+  position: gaps keep their true length, what a timestamp cannot be trusted for is placed
+  on the arrival clock.
+- Audio payloads are queued with their position and decoded every ``batch_packets``
+  packets (and at ``close``); RFC 4733 telephone-events become key presses.
+- Output is drained with ``next_event()``: :class:`AudioReceived` (sample position, PCM,
+  and the arrival time of position 0 for the wall-clock start) and :class:`KeyPressed`.
+  The receiver writes nothing: the caller puts the PCM into its recording.
+- ``close()`` releases what the reorder buffer holds, decodes the rest, and ends a key
+  press in progress. ``stats`` counts received, lost, late, duplicate and dropped packets
+  and the interarrival jitter (RFC 3550 section 6.4.1).
+
+Per packet the hot path is a header unpack, a reorder push and a list append.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+from capture.errors import RemoteProtocolError
+from capture.media.clock import RtpClock
+from capture.media.codecs import Codec
+from capture.media.decoders import Decoder, Pcm, decoder_for
+from capture.media.dtmf import DtmfTracker, KeyPress
+from capture.media.reorder import ReorderBuffer
+from capture.media.rtp import RtpPacket, parse_rtp
+from capture.media.srtp import SrtpError, SrtpReceiver
+
+log = logging.getLogger(__name__)
+
+BATCH_PACKETS = 25
+"Decode every half second of 20 ms packets."
+_RTCP_FIRST, _RTCP_END = 192, 224
+"Second-byte values of RTCP packets multiplexed on the RTP port (RFC 5761 section 4)."
+
+
+@dataclass(frozen=True, slots=True)
+class AudioReceived:
+    """Decoded audio to place in the stream's recording."""
+
+    position: int
+    "Sample position of ``pcm[0]`` (at ``sample_rate``), counted from the stream's position 0."
+    pcm: Pcm
+    "Mono int16 samples."
+    sample_rate: int
+    anchor: float
+    "Arrival time (monotonic seconds) of position 0: the wall-clock start of the recording."
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPressed:
+    """One DTMF key press (RFC 4733), reported once."""
+
+    digit: str
+    "0-9, *, #, A-D."
+    at: float
+    "Key-down time, monotonic seconds on the arrival clock."
+    duration_s: float
+
+
+MediaEvent = AudioReceived | KeyPressed
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverStats:
+    """What happened to one stream's packets."""
+
+    received: int
+    "Packets taken as this stream's media (duplicates and late ones included)."
+    lost: int
+    "Sequence numbers never received (summed over senders)."
+    late: int
+    "Packets that arrived after their hole was given up on (not recorded)."
+    duplicates: int
+    dropped: int
+    "Datagrams that were not RTP, failed SRTP, had an unexpected payload type or a bad telephone-event."
+    undecodable: int
+    "Payloads the codec could not decode."
+    jitter_s: float
+    "RFC 3550 interarrival jitter estimate of the audio packets."
+    reanchors: int
+    "Timestamps overruled by the arrival clock (new sender, pause, leap)."
+
+
+class RtpReceiver:
+    """One received RTP stream: audio ``codec`` plus optional telephone-``event`` codec."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        event: Codec | None = None,
+        *,
+        srtp: SrtpReceiver | None = None,
+        reorder_depth: int = 8,
+        batch_packets: int = BATCH_PACKETS,
+    ) -> None:
+        self.codec = codec
+        self.event = event
+        self.srtp = srtp
+        "Decrypts SRTP/SRTCP when the stream is keyed (SDES); replace it on a re-key."
+        self.remote: tuple[str, int] | None = None
+        "Source address of the last media packet."
+        self.last_received: float | None = None
+        "Arrival time of the last media packet."
+        self._decoder: Decoder = decoder_for(codec)
+        self._clock = RtpClock(codec.clock_rate)
+        self._audio_pt = codec.payload_type
+        self._event_pt = event.payload_type if event is not None else -1
+        self._reorder_depth = reorder_depth
+        self._reorder: ReorderBuffer[tuple[RtpPacket, float]] = ReorderBuffer(reorder_depth)
+        self._batch = batch_packets
+        self._ssrc: int | None = None
+        self._anchor: float | None = None
+        self._pending: list[tuple[int, bytes]] = []
+        self._dtmf = DtmfTracker()
+        self._events: deque[MediaEvent] = deque()
+        self._audio_out = False
+        self._closed = False
+        self._received = 0
+        self._dropped = 0
+        self._lost = self._late = self._duplicates = 0
+        "Of previous senders' reorder buffers."
+        self._transit: float | None = None
+        self._jitter = 0.0
+
+    @property
+    def sample_rate(self) -> int:
+        """Sample rate of the PCM this receiver puts out."""
+        return self._decoder.sample_rate
+
+    @property
+    def stats(self) -> ReceiverStats:
+        r = self._reorder
+        return ReceiverStats(
+            received=self._received,
+            lost=self._lost + r.lost,
+            late=self._late + r.late,
+            duplicates=self._duplicates + r.duplicates,
+            dropped=self._dropped,
+            undecodable=self._decoder.undecodable,
+            jitter_s=self._jitter / self._clock.clock_rate,
+            reanchors=self._clock.reanchors,
+        )
+
+    def set_codecs(self, codec: Codec, event: Codec | None) -> bool:
+        """Codecs from a renegotiation; the stream goes on where it was. False (and the old
+        codec kept) if the new one would change the sample rate of audio already put out."""
+        self.event = event
+        self._event_pt = event.payload_type if event is not None else -1
+        if codec == self.codec:
+            return True
+        if self._pending:
+            self._decode()
+        decoder = decoder_for(codec)
+        if self._audio_out and decoder.sample_rate != self._decoder.sample_rate:
+            log.warning(
+                "media.codec_change_refused",
+                extra={"codec": self.codec.name, "offered": codec.name, "why": "it changes the sample rate"},
+            )
+            return False
+        self.codec, self._decoder, self._audio_pt = codec, decoder, codec.payload_type
+        if codec.clock_rate != self._clock.clock_rate:
+            self._clock = RtpClock(codec.clock_rate)
+        return True
+
+    # -- input ------------------------------------------------------------------------
+
+    def receive(self, data: bytes, addr: tuple[str, int], now: float) -> bool:
+        """One datagram that arrived at ``now``; True if it was media of this stream."""
+        if self._closed:
+            return False
+        rtcp = len(data) > 1 and _RTCP_FIRST <= data[1] < _RTCP_END
+        if self.srtp is not None:
+            try:
+                data = self.srtp.unprotect(data, rtcp)
+            except SrtpError:
+                self._dropped += 1
+                return False
+        if rtcp:
+            return False
+        try:
+            packet = parse_rtp(data)
+        except RemoteProtocolError:
+            self._dropped += 1
+            return False
+        pt = packet.payload_type
+        if pt == self._audio_pt:
+            transit = now * self._clock.clock_rate - packet.timestamp
+            if self._transit is not None and packet.ssrc == self._ssrc:
+                d = abs(transit - self._transit)
+                if d < self._clock.clock_rate:  # a wrap or a new timeline is not jitter
+                    self._jitter += (d - self._jitter) / 16
+            self._transit = transit
+        elif pt != self._event_pt:
+            self._dropped += 1
+            return False
+        self._received += 1
+        self.last_received = now
+        self.remote = addr
+        if packet.ssrc != self._ssrc:
+            self._new_source(packet.ssrc)
+        for released, arrival in self._reorder.push(packet.sequence, (packet, now)):
+            self._place(released, arrival)
+        return True
+
+    def close(self) -> None:
+        """End of the stream: release and decode everything held (drain ``next_event`` after)."""
+        if self._closed:
+            return
+        self._new_source(None)
+        self._closed = True
+        self._report(self._dtmf.flush())
+        if self._pending:
+            self._decode()
+
+    # -- output -----------------------------------------------------------------------
+
+    def next_event(self) -> MediaEvent | None:
+        """The next output, None when there is none (yet)."""
+        return self._events.popleft() if self._events else None
+
+    # -- internals --------------------------------------------------------------------
+
+    def _new_source(self, ssrc: int | None) -> None:
+        """Another sender (new SSRC): its sequence numbers start afresh."""
+        old = self._reorder
+        for packet, arrival in old.flush():
+            self._place(packet, arrival)
+        self._lost += old.lost
+        self._late += old.late
+        self._duplicates += old.duplicates
+        self._reorder = ReorderBuffer(self._reorder_depth)
+        self._ssrc = ssrc
+
+    def _place(self, packet: RtpPacket, arrival: float) -> None:
+        position = self._clock.position(packet.ssrc, packet.timestamp, arrival)
+        if self._anchor is None:
+            self._anchor = arrival - position / self._clock.clock_rate
+        if packet.payload_type == self._event_pt:
+            try:
+                presses = self._dtmf.feed(position, packet.payload)
+            except RemoteProtocolError:
+                self._dropped += 1
+                return
+            self._report(presses)
+            return
+        self._pending.append((position, packet.payload))
+        if len(self._pending) >= self._batch:
+            self._decode()
+
+    def _report(self, presses: list[KeyPress]) -> None:
+        rate = self._clock.clock_rate
+        for press in presses:
+            assert self._anchor is not None
+            self._events.append(KeyPressed(press.digit, self._anchor + press.timestamp / rate, press.duration / rate))
+
+    def _decode(self) -> None:
+        batch, self._pending = self._pending, []
+        assert self._anchor is not None
+        rate = self._decoder.sample_rate
+        for position, pcm in self._decoder.decode(batch):
+            self._events.append(AudioReceived(position, pcm, rate, self._anchor))
+            self._audio_out = True
