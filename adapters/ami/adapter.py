@@ -12,28 +12,34 @@ import contextlib
 import logging
 import os
 from collections.abc import Coroutine
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from adapters.ami.client import AmiClient
-from adapters.ami.commands import FinishCall, Output, StartMixMonitor
+from adapters.ami.commands import FinishCall, InspectChannel, Output, StartMixMonitor
 from adapters.ami.protocol import Message
 from adapters.ami.recordings import collect
 from adapters.ami.settings import SECRET_ENV, AmiSettings
 from adapters.ami.tracker import CallTracker
 from capture.adapter import Adapter, Capture
 from capture.errors import AuthenticationError, ConfigError, RemoteProtocolError
-from capture.events import CallStarted, CaptureEvent, MediaUnavailable
+from capture.events import CallStarted, CaptureEvent, MediaRecorded, MediaUnavailable
 from capture.logs import call_scope
 from capture.settings import read_secret, split_hostport
 
 log = logging.getLogger(__name__)
+
+DELETE_WAIT_S = 3600.0
+"How long ``delete_recordings`` waits for a call's vCon before it leaves the files alone."
 
 
 class AmiAdapter(Adapter):
     name = "ami"
     summary = "follow every call of an Asterisk PBX over AMI (MixMonitor recording, CDR)"
     settings_class = AmiSettings
+    resumes_calls = True
+    "After a restart the PBX says which calls still go on: they continue in the same vCon."
 
     def __init__(self, settings: AmiSettings, capture: Capture, env: dict[str, str] | None = None) -> None:
         super().__init__(settings, capture)
@@ -45,7 +51,10 @@ class AmiAdapter(Adapter):
             mixmonitor=settings.mixmonitor,
             mixmonitor_options=settings.mixmonitor_options,
             split_directions=settings.split_directions,
+            dialplan_options=settings.dialplan_options,
             cdr_wait_s=settings.cdr_wait_s,
+            domain=settings.sip_domain or host,
+            recorder_endpoints=settings.recorder_endpoints,
             vcon_uuid=capture.vcon_uuid,
         )
         self.client = AmiClient(
@@ -55,6 +64,8 @@ class AmiAdapter(Adapter):
             secret,
             on_event=self._on_event,
             on_login=self._resync,
+            on_lost=self._on_lost,
+            monotonic=capture.monotonic,
             ping_interval_s=settings.ping_interval_s,
             action_timeout_s=settings.action_timeout_s,
             reconnect_min_s=settings.reconnect_min_s,
@@ -71,6 +82,11 @@ class AmiAdapter(Adapter):
         return f"ami {self.settings.connect} (user {self.settings.username}, MixMonitor by {self.settings.mixmonitor})"
 
     async def start(self) -> None:
+        resumed = self.capture.resumed_calls(self.name)
+        self.tracker.resume(resumed)
+        for call in resumed:
+            with call_scope(call.vcon_uuid):
+                log.info("ami.call_resumed", extra={"call_id": call.call_id})
         try:
             await self.client.connect()
         except AuthenticationError:
@@ -128,6 +144,10 @@ class AmiAdapter(Adapter):
     def _on_event(self, message: Message) -> None:
         self._apply(self.tracker.handle(message, self.capture.now()))
 
+    def _on_lost(self, silent_s: float) -> None:
+        """The connection dropped (it had been silent ``silent_s`` before we noticed)."""
+        self.tracker.connection_lost(self.capture.now() - timedelta(seconds=silent_s))
+
     async def _resync(self) -> None:
         """After every login: take in the channels that are up now (calls we missed or half saw)."""
         try:
@@ -146,6 +166,8 @@ class AmiAdapter(Adapter):
                 self._spawn(item.call_id, self._start_mixmonitor(item))
             elif isinstance(item, FinishCall):
                 self._spawn(item.call_id, self._finish(item))
+            elif isinstance(item, InspectChannel):
+                self._spawn(item.call_id, self._inspect(item))
             else:
                 self.capture.emit(item)
                 if isinstance(item, CallStarted):
@@ -176,6 +198,18 @@ class AmiAdapter(Adapter):
             )
             self.tracker.mixmonitor_failed(cmd.call_id, cmd.stream_id, reply.message or "error")
 
+    async def _inspect(self, cmd: InspectChannel) -> None:
+        values: dict[str, str] = {}
+        for variable in cmd.variables:
+            try:
+                reply = await self.client.action("Getvar", {"Channel": cmd.channel, "Variable": variable})
+            except (TimeoutError, ConnectionError) as exc:
+                log.warning("ami.getvar_failed", extra={"call_id": cmd.call_id, "error": str(exc) or "timeout"})
+                break
+            if reply.ok and reply.response.get("Value"):
+                values[variable] = reply.response.get("Value") or ""
+        self._apply(self.tracker.inspected(cmd.call_id, cmd.uniqueid, values, self.capture.now()))
+
     async def _finish(self, cmd: FinishCall) -> None:
         events: list[CaptureEvent] = []
         for spec in cmd.recordings:
@@ -194,3 +228,23 @@ class AmiAdapter(Adapter):
         for event in events:
             self.capture.emit(event)
         self.capture.emit(cmd.ended)
+        files = [Path(e.path) for e in events if isinstance(e, MediaRecorded)]
+        if self.settings.delete_recordings and files:
+            await self._delete_when_delivered(cmd.call_id, files)
+
+    async def _delete_when_delivered(self, call_id: str, files: list[Path]) -> None:
+        """``delete_recordings``: remove the monitor files once the call's vCon is built and on disk
+        (spool or out directory, :meth:`Capture.finished_vcon`); until then the pipeline may still
+        read them. No notice comes when that happens, so this looks, less and less often."""
+        uuid = self.capture.vcon_uuid(call_id)
+        delay, deadline = 0.2, self.capture.monotonic() + DELETE_WAIT_S
+        while uuid is not None and self.capture.finished_vcon(uuid) is None:
+            if self.capture.monotonic() > deadline:
+                log.warning("ami.recordings_kept", extra={"call_id": call_id, "why": "vCon not finished in time"})
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        for path in files:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        log.info("ami.recordings_deleted", extra={"call_id": call_id, "files": len(files)})

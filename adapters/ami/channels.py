@@ -4,16 +4,24 @@ A channel belongs to the call of its ``Linkedid``; a channel whose ``Linkedid`` 
 end of an attended transfer) moves to that call. Parties are channel endpoints
 (``PJSIP/alice``); their number and name come from CallerID and ConnectedLine fields and are
 announced with ``PartyJoined`` when new or changed.
+
+``Local`` channels are not parties but wires (:mod:`bridges`), with two exceptions that are:
+the ``;1`` half an AMI ``Originate`` starts a call with (it runs the Originate's application;
+its party is who the Originate calls from: its first CallerID), and a ``;2`` half that
+answers without dialling anyone (Playback, an IVR): the extension it runs,
+``exten:3000@lab-local``. The recorder's own endpoints (``recorder_endpoints``: the SIP
+fork's leg to vcon-capture) are no part of any call.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
+from adapters.ami.bridges import Bridges
 from adapters.ami.commands import Output, Scope
 from adapters.ami.fields import NUMBER, endpoint, known
 from adapters.ami.protocol import Message
@@ -41,16 +49,24 @@ class Touched:
 class ChannelBook:
     """Every live channel and call; see the module docstring."""
 
-    def __init__(self, scope: Scope, *, domain: str | None = None) -> None:
+    def __init__(self, scope: Scope, *, domain: str | None = None, ignore: Collection[str] = ()) -> None:
         self.scope = scope
         self.domain = domain
+        self.ignore = frozenset(ignore)
         self.calls: dict[str, Call] = {}
         self.channels: dict[str, Channel] = {}
         self.by_name: dict[str, str] = {}
-        self.bridges: dict[str, set[str]] = {}
+        self.bridges = Bridges()
         self.finished: OrderedDict[str, str] = OrderedDict()
         "Uniqueid -> Linkedid of channels of finished calls (late Cdr events, stray events)."
+        self.listing_new: set[str] = set()
+        "Uniqueids first seen in the resync listing being read."
+        self.start_hints: dict[str, datetime] = {}
+        "Linkedid -> when a call first seen in a resync listing really began."
         self.on_new_party: Callable[[Call, str, list[Output]], None] = _nothing
+
+    def ignored(self, channel: str | None) -> bool:
+        return bool(channel) and endpoint(channel or "") in self.ignore
 
     def touch(self, msg: Message, at: datetime, out: list[Output]) -> Touched | None:
         """Take in a channel event: the channel (created or moved as needed) and its call, or None to drop it."""
@@ -61,12 +77,10 @@ class ChannelBook:
         chan = self.channels.get(uniqueid)
         moved_from = None
         if chan is None:
-            if uniqueid in self.finished:
-                return None
             name = msg.get("Channel") or ""
-            chan = Channel(uniqueid, name, linkedid, endpoint(name))
-            self.channels[uniqueid] = chan
-            self.by_name[chan.name] = uniqueid
+            if uniqueid in self.finished or self.ignored(name):
+                return None
+            chan = self._new_channel(uniqueid, name, linkedid)
             self.call(linkedid, at, out).channels[uniqueid] = chan
         elif chan.hung_up:
             return None
@@ -80,26 +94,41 @@ class ChannelBook:
             chan.up = True
         return Touched(chan, call, moved_from, came_up)
 
+    def _new_channel(self, uniqueid: str, name: str, linkedid: str) -> Channel:
+        chan = Channel(uniqueid, name, linkedid, endpoint(name), seen_at_resync=uniqueid in self.listing_new)
+        self.channels[uniqueid] = chan
+        self.by_name[name] = uniqueid
+        if chan.local:
+            base, _, half = name.rpartition(";")
+            other = self.channels.get(self.by_name.get(f"{base};{'2' if half == '1' else '1'}", ""))
+            if other is not None:
+                chan.pair, other.pair = other, chan
+            if half == "1" and uniqueid == linkedid:
+                # An Originate's own channel: it stands for whoever the Originate calls from.
+                chan.party = base.rpartition("-")[0] or base
+                chan.sticky_identity = True
+        return chan
+
     def call(self, linkedid: str, at: datetime, out: list[Output]) -> Call:
         """The call of ``linkedid``, started (``CallStarted``) if it is new."""
         call = self.calls.get(linkedid)
         if call is None:
+            at = self.start_hints.pop(linkedid, at)
             call = self.calls[linkedid] = Call(linkedid, at)
             out.append(CallStarted(call_id=linkedid, at=at, source="ami", application="asterisk", domain=self.domain))
         return call
 
     def find(self, uniqueid: str | None, channel: str | None) -> Channel | None:
-        """A live channel by Uniqueid, or by name when the Uniqueid is missing or unknown."""
+        """A tracked channel by Uniqueid, or by name when the Uniqueid is missing or unknown."""
         chan = self.channels.get(uniqueid or "")
         if chan is None and channel:
             chan = self.channels.get(self.by_name.get(channel, ""))
         return chan
 
-    def hung_up(self, chan: Channel) -> None:
+    def hung_up(self, chan: Channel, at: datetime) -> None:
         chan.hung_up = True
-        for bridge in chan.bridges:
-            self.bridges.get(bridge, set()).discard(chan.uniqueid)
-        chan.bridges.clear()
+        chan.hung_up_at = at
+        self.bridges.leave_all(chan, at)
         if self.by_name.get(chan.name) == chan.uniqueid:
             del self.by_name[chan.name]
 
@@ -111,6 +140,7 @@ class ChannelBook:
             if self.by_name.get(chan.name) == chan.uniqueid:
                 del self.by_name[chan.name]
             self.finished[chan.uniqueid] = call.call_id
+        self.bridges.forget(call.channels.values(), self.channels)
         while len(self.finished) > RECENT_LIMIT:
             self.finished.popitem(last=False)
 
@@ -140,10 +170,21 @@ class ChannelBook:
             call.parties[chan.party] = merged
             out.append(PartyJoined(call_id=call.call_id, at=at, party=chan.party, tel=merged[0], name=merged[1]))
 
+    def answered_without_dialling(self, call: Call, chan: Channel, at: datetime, out: list[Output]) -> None:
+        """A Local ``;2`` half that ran an application itself (never bridged, dialled nobody) is
+        the party the call reached."""
+        if not chan.local or chan.party is not None or chan.dials or chan.spans or not chan.name.endswith(";2"):
+            return
+        base = chan.name.rpartition(";")[0].rpartition("-")[0]
+        exten, _, context = base.removeprefix(base.split("/", 1)[0] + "/").partition("@")
+        chan.party = f"exten:{exten}@{context}" if context else f"exten:{exten}"
+        chan.number, chan.display, chan.sticky_identity = exten, None, True
+        self.ensure_party(call, chan, at, out)
+
     def _caller_id(self, call: Call, chan: Channel, msg: Message, at: datetime, out: list[Output]) -> None:
         number = known(msg.get("CallerIDNum"))
         display = known(msg.get("CallerIDName"))
-        if number is not None or display is not None:
+        if (number is not None or display is not None) and not (chan.sticky_identity and chan.number):
             chan.number = number or chan.number
             chan.display = display or chan.display
             if chan.party:

@@ -35,6 +35,8 @@ class AmiClient:
         *,
         on_event: Callable[[Message], None],
         on_login: Callable[[], Awaitable[None]] | None = None,
+        on_lost: Callable[[float], None] | None = None,
+        monotonic: Callable[[], float] | None = None,
         ping_interval_s: float = 20.0,
         action_timeout_s: float = 10.0,
         reconnect_min_s: float = 0.5,
@@ -47,6 +49,10 @@ class AmiClient:
         self._secret = secret
         self.on_event = on_event
         self.on_login = on_login
+        self.on_lost = on_lost
+        self._monotonic = monotonic
+        self._heard_at = 0.0
+        "When the server last sent anything (monotonic)."
         self.ping_interval_s = ping_interval_s
         self.action_timeout_s = action_timeout_s
         self.reconnect_min_s = reconnect_min_s
@@ -61,6 +67,14 @@ class AmiClient:
         self._tasks: list[asyncio.Task[None]] = []
         self._lost = asyncio.Event()
         self._closing = False
+
+    def _clock(self) -> float:
+        return self._monotonic() if self._monotonic is not None else asyncio.get_running_loop().time()
+
+    def _report_lost(self, silent_s: float) -> None:
+        """Tell the adapter once per connection that it is gone, and how long it had been silent."""
+        if self.on_lost is not None and not self._lost.is_set():
+            self.on_lost(max(0.0, silent_s))
 
     @property
     def connected(self) -> bool:
@@ -181,12 +195,14 @@ class AmiClient:
                 await self.action("Ping", timeout_s=self.ping_interval_s)
             except (TimeoutError, ConnectionError, OSError):
                 log.warning("ami.ping_unanswered", extra={"host": self.host, "port": self.port})
+                self._report_lost(self._clock() - self._heard_at)
                 self._lost.set()
                 return
 
     async def _read(self, reader: asyncio.StreamReader, parser: AmiParser, banner: asyncio.Future[str]) -> None:
         try:
             while data := await reader.read(READ_SIZE):
+                self._heard_at = self._clock()
                 for item in parser.feed(data):
                     if isinstance(item, Message):
                         self._dispatch(item)
@@ -203,6 +219,8 @@ class AmiClient:
             log.warning("ami.read_failed", extra={"error": str(exc)})
         if not banner.done():
             banner.set_exception(ConnectionError("AMI server closed the connection before its banner"))
+        if self._writer is not None and not self._closing:
+            self._report_lost(0.0)  # the server closed or reset it: it went away now
         self._lost.set()
         self._fail_waiting(ConnectionError("AMI connection lost"))
 

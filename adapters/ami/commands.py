@@ -1,10 +1,16 @@
 """What the tracker asks its I/O layer to do, and the MixMonitor policy that decides it.
 
 Commands: :class:`StartMixMonitor` (send ``Action: MixMonitor``) and :class:`FinishCall` (pick
-up the call's MixMonitor files, report them, then emit its ``CallEnded``). :class:`Monitors`
-decides when the adapter records a call (``mixmonitor = "adapter"``: once the call is bridged,
-on the caller's own channel when it can) and keeps track of every MixMonitor that runs, the
-dialplan's included, so that :meth:`Monitors.specs` can name the files when the call is over.
+up the call's MixMonitor files, report them, then emit its ``CallEnded``), and
+:class:`InspectChannel` (``Getvar``). :class:`Monitors` decides when the adapter records a
+call (``mixmonitor = "adapter"``: once the call is bridged, on the caller's own channel when
+it can, on a Local half when the call has no other) and keeps track of every MixMonitor that
+runs, the dialplan's included, so that :meth:`Monitors.specs` can name the files when the
+call is over and say whose voices each holds (by bridge membership over its time).
+
+Never two MixMonitors on one channel: a channel that already records (the dialplan's
+MixMonitor, or ours from before a restart, found by ``Getvar MIXMONITOR_FILENAME`` or the
+``VCON_MIXMONITOR`` variable our ``i()`` option sets) is recorded by that one.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
+from adapters.ami.bridges import Bridges
 from adapters.ami.state import Call, Channel, Recording
 from capture.events import CallEnded, CaptureEvent
 
@@ -36,11 +43,24 @@ class StartMixMonitor:
 
 
 @dataclass(frozen=True, slots=True)
+class InspectChannel:
+    """Command: read channel variables (``Getvar``) of a channel first seen in a resync listing,
+    then hand them to :meth:`CallTracker.inspected`: does a MixMonitor already record it,
+    and when did Asterisk answer it."""
+
+    call_id: str
+    uniqueid: str
+    channel: str
+    variables: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RecordingSpec:
     """A MixMonitor file to pick up when the call is over.
 
     ``file`` is the name or path Asterisk writes (None when only the dialplan knows it; then
-    a file in the recordings directory whose name contains ``search`` is taken). ``channels``
+    a file in the recordings directory whose name contains ``search`` is taken, one that ends
+    in ``-<search>.wav`` first, as the deploy snippet names them). ``channels``
     is what each channel of a two-channel file carries; a one-channel file is ``heard``
     as one mix.
     """
@@ -71,85 +91,144 @@ class FinishCall:
     interrupted: bool = False
 
 
-Output = CaptureEvent | StartMixMonitor | FinishCall
+Output = CaptureEvent | StartMixMonitor | InspectChannel | FinishCall
+
+
+MIXMONITOR_VAR = "VCON_MIXMONITOR"
+"Set on a channel (MixMonitor option ``i()``) by every MixMonitor the adapter starts."
+INSPECTED = ("MIXMONITOR_FILENAME", MIXMONITOR_VAR, "CDR(answer,u)")
 
 
 class Monitors:
     """The MixMonitors of every call: when the adapter starts one, and which files a call leaves."""
 
-    def __init__(self, *, mixmonitor: str, options: str, split_directions: bool) -> None:
+    def __init__(
+        self,
+        bridges: Bridges,
+        *,
+        mixmonitor: str,
+        options: str,
+        split_directions: bool,
+        dialplan_options: str = "b",
+    ) -> None:
         if mixmonitor not in ("adapter", "dialplan"):
             raise ValueError(f"mixmonitor must be adapter or dialplan, not {mixmonitor!r}")
+        self.bridges = bridges
         self.mixmonitor = mixmonitor
         self.options = options
         self.split_directions = split_directions
+        self.dialplan_bridged_only = "b" in dialplan_options
+
+    # -- starting -------------------------------------------------------------------------
 
     def bridged(self, call: Call, chan: Channel, at: datetime, out: list[Output]) -> None:
-        """A party's channel entered a bridge: in adapter mode, record the call if nobody does yet."""
-        if self.mixmonitor != "adapter" or call.monitoring is not None or chan.party is None:
+        """A channel entered a bridge: a waiting ``b`` recording starts; in adapter mode, record
+        the call if nobody does yet."""
+        for rec in call.recordings:
+            if rec.channel is chan and rec.started_at is None:
+                rec.started_at = at
+        if self.mixmonitor != "adapter" or call.monitoring is not None or self.recording(call) is not None:
             return
-        origin = call.channels.get(call.call_id)
-        if origin is not None and origin.party is not None and not origin.hung_up and origin is not chan:
-            return  # wait for the caller's own channel: it stays for the whole call
+        if chan.seen_at_resync:
+            return  # it may record already: the tracker inspects it first
+        real = chan.party is not None and not chan.local
+        if real:
+            origin = call.channels.get(call.call_id)
+            if origin is not None and origin.party and not origin.local and not origin.hung_up and origin is not chan:
+                return  # wait for the caller's own channel: it stays for the whole call
+        elif not chan.local or any(c.party and not c.local for c in call.live()):
+            return  # a Local half only when the call has no real endpoint to record on
+        self.start(call, chan, at, out)
+
+    def start(self, call: Call, chan: Channel, at: datetime, out: list[Output]) -> None:
         call.monitoring = chan.uniqueid
         n = len(call.recordings) + 1
         stream_id = f"mixmonitor-{n}"
         base = "vcon-" + SAFE_NAME.sub("_", call.call_id) + ("" if n == 1 else f"-{n}")
-        options = self.options
+        file, options = f"{base}.wav", self.options
         if self.split_directions:
-            options += f"r({base}-rx.wav)t({base}-tx.wav)"
-        call.recordings.append(
-            Recording(stream_id, f"{base}.wav", chan.uniqueid, chan.party, at, self.split_directions)
-        )
-        out.append(StartMixMonitor(call.call_id, stream_id, chan.name, f"{base}.wav", options))
+            file = ""  # no mixed file beside the two directions
+            options += f"r({base}-rx.wav)t({base}-tx.wav)i({MIXMONITOR_VAR})"
+        rec = Recording(stream_id, f"{base}.wav", chan, at, self.split_directions, ours=True)
+        rec.bridged_only = "b" in self.options
+        call.recordings.append(rec)
+        out.append(StartMixMonitor(call.call_id, stream_id, chan.name, file, options))
+
+    def adopt(self, call: Call, chan: Channel, file: str | None, since: datetime) -> None:
+        """A MixMonitor found running on a channel (after a restart): its file is the call's."""
+        if file is None and not self.split_directions:
+            return
+        n = len(call.recordings) + 1
+        name = file or "vcon-" + SAFE_NAME.sub("_", call.call_id) + ".wav"
+        call.recordings.append(Recording(f"mixmonitor-{n}", name, chan, since, file is None, ours=True))
+
+    def recording(self, call: Call) -> Recording | None:
+        """The recording that runs now on a live channel of the call, if any."""
+        for rec in call.recordings:
+            if rec.failure is None and not rec.channel.hung_up:
+                return rec
+        return None
 
     def hung_up(self, call: Call, chan: Channel) -> None:
         if call.monitoring == chan.uniqueid:
             call.monitoring = None  # another leg that stays on may be recorded next
 
-    @staticmethod
-    def started(call: Call, chan: Channel, at: datetime) -> None:
-        """``MixMonitorStart``: ours began, or the dialplan started one."""
+    def started(self, call: Call, chan: Channel, at: datetime) -> bool:
+        """``MixMonitorStart``: ours began, or the dialplan started one; False if it is a second one."""
         for rec in call.recordings:
-            if rec.uniqueid == chan.uniqueid and rec.failure is None:
-                rec.started_at = at
-                return
-        if chan.party is None:
-            return
+            if rec.channel is chan and rec.failure is None:
+                if rec.ours and rec.started_at is not None and not rec.confirmed:
+                    rec.started_at, rec.confirmed = at, True
+                    return True
+                return False
         n = len(call.recordings) + 1
-        call.recordings.append(Recording(f"mixmonitor-{n}", chan.mixmonitor_file, chan.uniqueid, chan.party, at))
+        rec = Recording(f"mixmonitor-{n}", chan.mixmonitor_file, chan, at, mixmonitor_at=at)
+        rec.bridged_only = self.dialplan_bridged_only
+        if rec.bridged_only and not chan.bridges:
+            rec.started_at = None  # option b: nothing is written before the channel is bridged
+        call.recordings.append(rec)
+        return True
 
     @staticmethod
     def failed(call: Call, stream_id: str, reason: str) -> None:
         for rec in call.recordings:
             if rec.stream_id == stream_id:
                 rec.failure = f"MixMonitor refused: {reason}"
+        if call.monitoring is not None and all(
+            r.failure for r in call.recordings if r.channel.uniqueid == call.monitoring
+        ):
+            call.monitoring = None
 
-    @staticmethod
-    def specs(call: Call) -> tuple[RecordingSpec, ...]:
+    # -- the end --------------------------------------------------------------------------
+
+    def specs(self, call: Call, end: datetime) -> tuple[RecordingSpec, ...]:
         """The files to pick up for a finished call (or why there are none)."""
-        others = tuple(call.parties)
-        specs = []
+        specs: list[RecordingSpec] = []
         for rec in call.recordings:
-            heard = tuple(k for k in others if k != rec.party)
-            channels = ((rec.party,), heard) if heard else ((rec.party,),)
-            search = rec.uniqueid
+            chan = rec.channel
+            # Never bridged: a "b" MixMonitor wrote nothing, unless the dialplan's had no "b" after all.
+            started = rec.started_at or rec.mixmonitor_at or call.started_at
+            until = chan.lived_until(end)
+            own = [chan.party] if chan.party else self.bridges.behind(chan, started, until)
+            heard = [p for p in self.bridges.heard(chan, started, until) if p not in own]
+            if not own and not heard:
+                own = [p for p in call.parties]
+            channels = (tuple(own), tuple(heard)) if heard else (tuple(own),)
             if rec.legs and rec.file:
                 base = rec.file.removesuffix(".wav")
-                rx = RecordingSpec(
-                    f"{rec.stream_id}-rx", f"{base}-rx.wav", search, rec.started_at, ((rec.party,),), rec.failure
-                )
-                tx = RecordingSpec(
-                    f"{rec.stream_id}-tx",
-                    f"{base}-tx.wav",
-                    search,
-                    rec.started_at,
-                    (heard or (rec.party,),),
-                    rec.failure,
-                )
-                specs += [rx, tx]
+                for leg, voices in (("rx", tuple(own)), ("tx", tuple(heard) or tuple(own))):
+                    specs.append(
+                        RecordingSpec(
+                            f"{rec.stream_id}-{leg}",
+                            f"{base}-{leg}.wav",
+                            chan.uniqueid,
+                            started,
+                            (voices,),
+                            rec.failure,
+                        )
+                    )
             else:
-                specs.append(RecordingSpec(rec.stream_id, rec.file, search, rec.started_at, channels, rec.failure))
+                specs.append(RecordingSpec(rec.stream_id, rec.file, chan.uniqueid, started, channels, rec.failure))
         if call.answered_at is not None and not specs:
             specs.append(
                 RecordingSpec("mixmonitor", None, "", call.answered_at, ((),), "no MixMonitor ran on this call")

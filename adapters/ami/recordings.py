@@ -11,17 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import soundfile as sf
 
 from adapters.ami.commands import RecordingSpec
+from capture.errors import MediaError
 from capture.events import MediaRecorded, MediaUnavailable
+from capture.recording import repair_wav
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.1
+HEADER_PEEK = 256
 
 
 def candidates(spec: RecordingSpec, directory: Path) -> list[Path]:
@@ -33,21 +38,65 @@ def candidates(spec: RecordingSpec, directory: Path) -> list[Path]:
         return [directory / named]
     if not spec.search:
         return []
-    # The Uniqueid must not be the prefix of a longer one (…1722255899.1 vs …1722255899.12).
+    # The Uniqueid must not be the prefix of a longer one (…1722255899.1 vs …1722255899.12);
+    # a name that ends in it (vcon-<linkedid>-<uniqueid>.wav, the deploy snippet's) comes first.
     whole = re.compile(re.escape(spec.search) + r"(?![0-9])")
-    return sorted(p for p in directory.glob(f"*{spec.search}*") if p.suffix.lower() == ".wav" and whole.search(p.name))
+    found = sorted(p for p in directory.glob(f"*{spec.search}*") if p.suffix.lower() == ".wav" and whole.search(p.name))
+    return sorted(found, key=lambda p: not p.name.endswith(f"-{spec.search}.wav"))
+
+
+def torn(path: Path) -> bool:
+    """A WAV whose header undercounts its data: Asterisk died before it wrote the sizes
+    (format_wav.c writes 0 and fixes them only when the file is closed)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(HEADER_PEEK)
+            size = f.seek(0, 2)
+    except OSError:
+        return False
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return False
+    riff = int.from_bytes(head[4:8], "little")
+    at = head.find(b"data", 12)
+    data = int.from_bytes(head[at + 4 : at + 8], "little") if 0 < at <= len(head) - 8 else 0
+    return riff + 8 < size or (at > 0 and data == 0 and size > at + 8)
+
+
+def repaired(path: Path) -> Path:
+    """The file with its header fixed from its length: in place, or (a read-only spool) a
+    copy in a temporary directory."""
+    try:
+        repair_wav(path)
+        return path
+    except PermissionError:
+        copy = Path(tempfile.mkdtemp(prefix="vcon-ami-")) / path.name
+        shutil.copyfile(path, copy)
+        repair_wav(copy)
+        return copy
 
 
 def describe(spec: RecordingSpec, path: Path, call_id: str) -> MediaRecorded | MediaUnavailable:
-    """The finished file as an event (its channel count decides the layout)."""
+    """The finished file as an event (its channel count decides the layout); a torn file is
+    repaired first, and a file with no audio is reported, never a 0 s recording."""
+    note = ""
     try:
+        if torn(path):
+            path, note = repaired(path), " (header repaired: the PBX stopped before it finished the file)"
+            log.warning("ami.recording_repaired", extra={"call_id": call_id, "file": path.name})
         info = sf.info(str(path))
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, MediaError) as exc:
         return MediaUnavailable(
             call_id=call_id,
             at=spec.started_at,
             stream_id=spec.stream_id,
             reason=f"unreadable recording {path.name}: {exc}",
+        )
+    if info.frames == 0:
+        return MediaUnavailable(
+            call_id=call_id,
+            at=spec.started_at,
+            stream_id=spec.stream_id,
+            reason=f"recording {path.name} is empty{note}",
         )
     if info.channels == 2 and len(spec.channels) == 2:
         channels = spec.channels

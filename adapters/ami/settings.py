@@ -24,6 +24,18 @@ class AmiSettings:
         "adapter", "adapter: start MixMonitor on bridged calls; dialplan: pick up the dialplan's MixMonitor files"
     )
     mixmonitor_options: str = setting("b", "MixMonitor options when the adapter starts it (b: only while bridged)")
+    dialplan_options: str = setting(
+        "b", "options the dialplan's MixMonitor runs with (b: its file starts when the channel is bridged)"
+    )
+    sip_domain: str | None = setting(
+        None, "the PBX's SIP domain: extensions become sip:EXT@sip_domain parties (default: the host of connect)"
+    )
+    recorder_endpoints: tuple[str, ...] = setting(
+        ("PJSIP/vcon-recorder",), "endpoints of the SIP fork to this recorder: never a call of their own"
+    )
+    delete_recordings: bool = setting(
+        False, "delete a call's MixMonitor files once its vCon is built and on disk (spool or out)"
+    )
     split_directions: bool = setting(
         False, "record each direction to its own file (MixMonitor r()/t()) instead of one mixed file"
     )

@@ -21,8 +21,43 @@ class Channel:
     display: str | None = None
     up: bool = False
     hung_up: bool = False
+    hung_up_at: datetime | None = None
     bridges: set[str] = field(default_factory=set)
+    spans: list[Span] = field(default_factory=list)
+    "Every bridge stay of the channel, in order."
     mixmonitor_file: str | None = None
+    pair: Channel | None = None
+    "The other half of a Local channel pair."
+    dials: list[Channel] = field(default_factory=list)
+    "Channels this one dialled (DialBegin)."
+    sticky_identity: bool = False
+    "The first CallerID stays (an Originate's Local half: later updates describe the far end)."
+    seen_at_resync: bool = False
+    "First seen in a CoreShowChannels listing: what runs on it (MixMonitor) is not known yet."
+    dtmf_begun: set[str] = field(default_factory=set)
+
+    @property
+    def local(self) -> bool:
+        return self.name[:6].lower() == "local/"
+
+    def lived_until(self, default: datetime) -> datetime:
+        return self.hung_up_at or default
+
+
+@dataclass(slots=True, eq=False)
+class Span:
+    """One stay of a channel in a bridge; ``end`` None while it lasts."""
+
+    bridge: str
+    channel: Channel
+    start: datetime
+    end: datetime | None = None
+
+    def overlap(self, start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
+        """The part of [start, end] this stay covers (a point counts), or None."""
+        lo = max(start, self.start)
+        hi = end if self.end is None else min(end, self.end)
+        return (lo, hi) if lo <= hi else None
 
 
 @dataclass(slots=True, eq=False)
@@ -31,12 +66,20 @@ class Recording:
 
     stream_id: str
     file: str | None
-    uniqueid: str
-    party: str
-    started_at: datetime
+    channel: Channel
+    started_at: datetime | None
+    "When the file's first sample was recorded; None while a ``b`` MixMonitor waits for a bridge."
     legs: bool = False
     "Per-direction files (MixMonitor ``r()``/``t()``) instead of one mixed file."
     failure: str | None = None
+    ours: bool = False
+    "Started by the adapter (else by the dialplan)."
+    confirmed: bool = False
+    "Its MixMonitorStart arrived."
+    mixmonitor_at: datetime | None = None
+    "When its MixMonitorStart came (a dialplan one; the file may start later, at the bridge)."
+    bridged_only: bool = True
+    "MixMonitor option ``b``: the file holds only the time the channel was bridged."
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +111,13 @@ class Call:
     parties: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     "Party key -> (tel, name) as last announced."
     answered_at: datetime | None = None
+    answer_fallback: datetime | None = None
+    "Answered while nobody listened, and the PBX has not said when yet: this is the best guess."
     dialing: set[str] = field(default_factory=set)
     failed_dial: str | None = None
     hangups: list[Hangup] = field(default_factory=list)
+    held: set[str] = field(default_factory=set)
+    "Parties that put the others on hold (Hold without its Unhold yet)."
     blind_pending: list[BlindTransfer] = field(default_factory=list)
     recordings: list[Recording] = field(default_factory=list)
     monitoring: str | None = None
@@ -79,6 +126,10 @@ class Call:
     "Party that last left a bridge while another party was still in it: who hung up."
     cdrs: list[dict[str, str]] = field(default_factory=list)
     ended_at: datetime | None = None
+    resumed: bool = False
+    "Taken over from a previous run of the recorder (its vCon is already open)."
+    quick_end: bool = False
+    "No Cdr will come (the PBX restarted): finish without waiting for them."
 
     def live(self) -> list[Channel]:
         return [c for c in self.channels.values() if not c.hung_up]

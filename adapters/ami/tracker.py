@@ -3,7 +3,7 @@
 A call is everything that shares a ``Linkedid``: the caller's channel, the dialled legs, the
 ``Local`` hops between them, the legs a transfer adds. The tracker routes each event to the
 room that owns its concern: :class:`~adapters.ami.channels.ChannelBook` (channels, calls,
-parties), :class:`~adapters.ami.transfers.Transfers`, :mod:`~adapters.ami.dispositions`
+parties, bridges), :class:`~adapters.ami.transfers.Transfers`, :mod:`~adapters.ami.dispositions`
 (how the call ended, its CDR) and :class:`~adapters.ami.commands.Monitors` (MixMonitor).
 
 When the last channel of a call hangs up the call waits ``cdr_wait_s`` for its ``Cdr`` events
@@ -11,12 +11,15 @@ When the last channel of a call hangs up the call waits ``cdr_wait_s`` for its `
 :meth:`CallTracker.tick` then finishes it with a :class:`~adapters.ami.commands.FinishCall`
 command: the I/O layer picks up the MixMonitor files it names, reports them
 (``MediaRecorded`` / ``MediaUnavailable``) and then emits the ``CallEnded`` it carries.
+
+Restarts and reconnects (:mod:`~adapters.ami.resync`): times always come from the PBX
+(event ``Timestamp``, ``CDR(answer)``), never from when the tracker learnt of something.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
 from adapters.ami import dispositions
@@ -24,8 +27,10 @@ from adapters.ami.channels import ChannelBook
 from adapters.ami.commands import FinishCall, Monitors, Output
 from adapters.ami.fields import as_int, event_time, lost
 from adapters.ami.protocol import Message
+from adapters.ami.resync import Resync
 from adapters.ami.state import Call, Channel, Hangup
 from adapters.ami.transfers import Transfers
+from capture.adapter import ResumedCall
 from capture.events import CallAnswered, CallEnded, DtmfReceived, HoldChanged
 from capture.logs import call_scope
 
@@ -39,7 +44,8 @@ def _no_uuid(call_id: str) -> str | None:
 class CallTracker:
     """Follows every call on the PBX; see the module docstring.
 
-    ``vcon_uuid`` (the capture's) lets the tracker's log lines about a call carry its uuid.
+    ``vcon_uuid`` (the capture's) lets the tracker's log lines about a call carry its uuid;
+    channels of ``recorder_endpoints`` (``PJSIP/vcon-recorder``) are never part of a call.
     """
 
     def __init__(
@@ -48,14 +54,24 @@ class CallTracker:
         mixmonitor: str = "dialplan",
         mixmonitor_options: str = "b",
         split_directions: bool = False,
+        dialplan_options: str = "b",
         cdr_wait_s: float = 2.0,
         domain: str | None = None,
+        recorder_endpoints: Collection[str] = (),
         vcon_uuid: Callable[[str], str | None] = _no_uuid,
     ) -> None:
         self.cdr_wait = timedelta(seconds=cdr_wait_s)
-        self.book = ChannelBook(lambda call_id: call_scope(vcon_uuid(call_id)), domain=domain)
+        scope = lambda call_id: call_scope(vcon_uuid(call_id))  # noqa: E731
+        self.book = ChannelBook(scope, domain=domain, ignore=recorder_endpoints)
         self.transfers = Transfers(self.book)
-        self.monitors = Monitors(mixmonitor=mixmonitor, options=mixmonitor_options, split_directions=split_directions)
+        self.monitors = Monitors(
+            self.book.bridges,
+            mixmonitor=mixmonitor,
+            options=mixmonitor_options,
+            split_directions=split_directions,
+            dialplan_options=dialplan_options,
+        )
+        self.resyncs = Resync(self)
         self._flushing: dict[str, datetime] = {}
         "Calls waiting for their Cdr events, and until when."
 
@@ -76,85 +92,85 @@ class CallTracker:
         out: list[Output] = []
         name = msg.event
         at = event_time(msg, now)
-        if name == "Cdr":
-            dispositions.file_cdr(self.book, msg)
-            return out
-        if name == "BlindTransfer":
-            self.transfers.blind(msg, at, out)
-            return out
-        if name == "AttendedTransfer":
-            self.transfers.attended(msg, at, out)
-            return out
-        if name == "BridgeDestroy":
-            self.book.bridges.pop(msg.get("BridgeUniqueid") or "", None)
-            return out
+        match name:
+            case "Cdr":
+                dispositions.file_cdr(self.book, msg)
+                return out
+            case "BlindTransfer":
+                self.transfers.blind(msg, at, out)
+                return out
+            case "AttendedTransfer":
+                self.transfers.attended(msg, at, out)
+                return out
+            case "BridgeDestroy":
+                self.book.bridges.destroyed(msg.get("BridgeUniqueid") or "")
+                return out
+            case "FullyBooted":
+                self.resyncs.booted(msg, now)
+                return out
         touched = self.book.touch(msg, at, out)
         if touched is None:
             return out
         call, chan = touched.call, touched.channel
         self._flushing.pop(call.call_id, None)
         if touched.moved_from is not None and not touched.moved_from.live():
-            self._ending(touched.moved_from, at, now)
+            self.ending(touched.moved_from, at, now)
         if touched.came_up and not call.dialing:
-            self._answer(call, at, out)
+            if name != "CoreShowChannel":
+                self.answer(call, at, out)
+            elif call.answered_at is None:
+                call.answer_fallback = call.answer_fallback or now  # a listing is undated: ask first
+        for value in msg.getall("ChanVariable"):
+            key, _, found = value.partition("=")
+            if key == "MIXMONITOR_FILENAME":
+                chan.mixmonitor_file = found or chan.mixmonitor_file
         match name:
             case "DialBegin":
-                call.dialing.add(msg.get("DestUniqueid") or "")
+                self._dial(call, chan, msg)
             case "DialEnd":
                 call.dialing.discard(msg.get("DestUniqueid") or "")
                 status = (msg.get("DialStatus") or "").upper()
                 if status == "ANSWER":
-                    self._answer(call, at, out)
+                    self.answer(call, at, out)
                 elif status:
                     call.failed_dial = status
             case "BridgeEnter":
-                self._bridge_enter(call, chan, msg.get("BridgeUniqueid") or "", at, out)
+                self.bridge_enter(call, chan, msg.get("BridgeUniqueid") or "", at, out)
             case "BridgeLeave":
-                self._bridge_leave(call, chan, msg.get("BridgeUniqueid") or "")
+                self._bridge_leave(call, chan, msg.get("BridgeUniqueid") or "", at)
             case "Hold" | "Unhold" if chan.party:
-                self.book.ensure_party(call, chan, at, out)
-                out.append(HoldChanged(call_id=call.call_id, at=at, party=chan.party, held=name == "Hold"))
+                self._hold(call, chan, name == "Hold", at, out)
+            case "DTMFBegin":
+                chan.dtmf_begun.add(msg.get("Digit") or "?")
             case "DTMFEnd" if chan.party and msg.get("Direction") == "Received":
-                self.book.ensure_party(call, chan, at, out)
-                duration = as_int(msg.get("DurationMs")) / 1000
-                out.append(
-                    DtmfReceived(
-                        call_id=call.call_id,
-                        at=at - timedelta(seconds=duration),
-                        party=chan.party,
-                        digit=msg.get("Digit") or "?",
-                        duration_s=duration,
-                    )
-                )
+                self._dtmf(call, chan, msg, at, out)
             case "VarSet" if msg.get("Variable") == "MIXMONITOR_FILENAME":
                 chan.mixmonitor_file = msg.get("Value") or None
             case "MixMonitorStart":
-                self.monitors.started(call, chan, at)
-            case "CoreShowChannel" if msg.get("BridgeId"):
-                if chan.up and chan.party:
-                    # Bridged and up: answered, even if the DialEnd went by while we were away.
-                    call.dialing.clear()
-                    self._answer(call, at, out)
-                self._bridge_enter(call, chan, msg["BridgeId"], at, out)
+                if not self.monitors.started(call, chan, at):
+                    with self.book.scope(call.call_id):
+                        log.warning("ami.second_mixmonitor", extra={"call_id": call.call_id, "channel": chan.name})
+            case "CoreShowChannel":
+                self.resyncs.listed(call, chan, msg, now, out)
             case "Hangup":
-                self._hangup(call, chan, msg, at, now, out)
+                self.hangup(call, chan, msg, at, now, out)
         return out
 
     def resync(self, listing: list[Message], now: datetime) -> list[Output]:
-        """After a reconnect: the ``CoreShowChannel`` events of ``CoreShowChannels``.
+        """After a (re)connect: the ``CoreShowChannel`` events of ``CoreShowChannels``."""
+        return self.resyncs.apply(listing, now)
 
-        Channels we knew that are gone hung up while we were away; channels we did not know
-        start (or join) calls; known ones are left as they are, so nothing is emitted twice.
-        """
-        out: list[Output] = []
-        present = {m.get("Uniqueid") for m in listing}
-        for chan in list(self.book.channels.values()):
-            if not chan.hung_up and chan.uniqueid not in present:
-                gone = lost("hung up while AMI was disconnected")
-                self._hangup(self.book.calls[chan.linkedid], chan, gone, now, now, out)
-        for msg in listing:
-            out.extend(self.handle(msg, now))
-        return out
+    def resume(self, calls: list[ResumedCall]) -> None:
+        """Calls a previous run of the recorder had open: continue them (no second vCon)."""
+        self.resyncs.resume(calls)
+
+    def connection_lost(self, at: datetime) -> None:
+        """The AMI connection dropped at ``at``: channels gone at the next resync ended then."""
+        self.resyncs.lost(at)
+
+    def inspected(self, call_id: str, uniqueid: str, values: dict[str, str], now: datetime) -> list[Output]:
+        """The answer to an :class:`~adapters.ami.commands.InspectChannel` (empty if it failed)."""
+        return self.resyncs.inspected(call_id, uniqueid, values, now)
 
     def mixmonitor_failed(self, call_id: str, stream_id: str, reason: str) -> None:
         """The MixMonitor action for ``stream_id`` was refused."""
@@ -176,58 +192,91 @@ class CallTracker:
         for call in list(self.book.calls.values()):
             live = call.live()
             for chan in live:
-                self._hangup(call, chan, lost(reason), now, now, out)
+                self.hangup(call, chan, lost(reason), now, now, out)
             self._finish(call, out, interrupted=bool(live))
         return out
 
     # -- call progress ------------------------------------------------------------------
 
-    def _answer(self, call: Call, at: datetime, out: list[Output]) -> None:
+    def answer(self, call: Call, at: datetime, out: list[Output]) -> None:
         if call.answered_at is None:
             call.answered_at = at
+            call.answer_fallback = None
             out.append(CallAnswered(call_id=call.call_id, at=at))
 
-    def _bridge_enter(self, call: Call, chan: Channel, bridge: str, at: datetime, out: list[Output]) -> None:
-        chan.bridges.add(bridge)
-        self.book.bridges.setdefault(bridge, set()).add(chan.uniqueid)
-        if chan.party is None:
+    def _dial(self, call: Call, chan: Channel, msg: Message) -> None:
+        if self.book.ignored(msg.get("DestChannel")):
             return
+        dest = msg.get("DestUniqueid") or ""
+        call.dialing.add(dest)
+        dialled = self.book.channels.get(dest)
+        if dialled is not None:
+            chan.dials.append(dialled)
+
+    def bridge_enter(self, call: Call, chan: Channel, bridge: str, at: datetime, out: list[Output]) -> None:
+        self.book.bridges.enter(chan, bridge, at)
         self.book.ensure_party(call, chan, at, out)
         self.monitors.bridged(call, chan, at, out)
 
-    def _bridge_leave(self, call: Call, chan: Channel, bridge: str) -> None:
-        chan.bridges.discard(bridge)
-        members = self.book.bridges.get(bridge, set())
-        members.discard(chan.uniqueid)
+    def _bridge_leave(self, call: Call, chan: Channel, bridge: str, at: datetime) -> None:
+        members = self.book.bridges.leave(chan, bridge, at)
         channels = self.book.channels
         if chan.party and any(channels[uid].party for uid in members if uid in channels):
             call.left_first = chan.party
 
-    def _hangup(self, call: Call, chan: Channel, msg: Message, at: datetime, now: datetime, out: list[Output]) -> None:
+    def _hold(self, call: Call, chan: Channel, held: bool, at: datetime, out: list[Output]) -> None:
+        """Hold/Unhold as a pair: an Unhold with no Hold before it (Asterisk sends one on every
+        blind transfer) is no event."""
+        assert chan.party is not None
+        if held == (chan.party in call.held):
+            return
+        if held:
+            call.held.add(chan.party)
+        else:
+            call.held.discard(chan.party)
+        self.book.ensure_party(call, chan, at, out)
+        out.append(HoldChanged(call_id=call.call_id, at=at, party=chan.party, held=held))
+
+    def _dtmf(self, call: Call, chan: Channel, msg: Message, at: datetime, out: list[Output]) -> None:
+        assert chan.party is not None
+        digit = msg.get("Digit") or "?"
+        duration = as_int(msg.get("DurationMs")) / 1000
+        if duration == 0 and digit not in chan.dtmf_begun:
+            return  # queued by the AMI Atxfer action (the feature code it dials), not pressed
+        chan.dtmf_begun.discard(digit)
+        self.book.ensure_party(call, chan, at, out)
+        start = at - timedelta(seconds=duration)
+        out.append(DtmfReceived(call_id=call.call_id, at=start, party=chan.party, digit=digit, duration_s=duration))
+
+    def hangup(self, call: Call, chan: Channel, msg: Message, at: datetime, now: datetime, out: list[Output]) -> None:
         if chan.party is not None:
             self.book.ensure_party(call, chan, at, out)
-        self.book.hung_up(chan)
+        self.book.hung_up(chan, at)
         call.hangups.append(Hangup(chan, as_int(msg.get("Cause")), msg.get("Cause-txt") or "", at))
         self.monitors.hung_up(call, chan)
         if not call.live():
-            self._ending(call, at, now)
+            self.ending(call, at, now)
 
-    def _ending(self, call: Call, at: datetime, now: datetime) -> None:
+    def ending(self, call: Call, at: datetime, now: datetime) -> None:
         call.ended_at = at
-        self._flushing[call.call_id] = now + self.cdr_wait
+        self._flushing[call.call_id] = now if call.quick_end else now + self.cdr_wait
 
     # -- the end ------------------------------------------------------------------------
 
     def _finish(self, call: Call, out: list[Output], *, interrupted: bool) -> None:
         self._flushing.pop(call.call_id, None)
         end = call.ended_at or call.started_at
+        if call.answered_at is None and call.answer_fallback is not None:
+            self.answer(call, call.answer_fallback, out)
+        for chan in call.channels.values():
+            self.book.answered_without_dialling(call, chan, call.answered_at or end, out)
         self.transfers.unanswered(call, out)
         outcome = dispositions.disposition(call)
         cause_code, cause_txt = dispositions.cause(call)
         out.append(dispositions.cdr_fields(call, end, outcome))
         ended_by = call.left_first if call.answered_at else None
         ended = CallEnded(call_id=call.call_id, at=end, disposition=outcome, cause=cause_txt or None, ended_by=ended_by)
-        out.append(FinishCall(call.call_id, self.monitors.specs(call), ended, interrupted))
+        out.append(FinishCall(call.call_id, self.monitors.specs(call, end), ended, interrupted))
         with self.book.scope(call.call_id):
             log.info(
                 "ami.call_finished",

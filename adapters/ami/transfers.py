@@ -84,6 +84,9 @@ class Transfers:
         call.blind_pending.clear()
 
     def attended(self, msg: Message, at: datetime, out: list[Output]) -> None:
+        """Roles from the event and the bridges around it; a Local channel in a role (the
+        target an Atxfer or a feature code dials is a ``Local/...;1``) stands for the parties
+        at its far end. Both legs may share one Linkedid, so Linkedids tell nothing here."""
         if (msg.get("Result") or "Success") != "Success":
             return
         book = self.book
@@ -98,28 +101,25 @@ class Transfers:
                 )
             return
         call = book.calls[transferor.linkedid]
-        second_call = second.linkedid if second else msg.get("SecondTransfererLinkedid")
-        transferee = book.find(msg.get("TransfereeUniqueid"), msg.get("TransfereeChannel"))
-        target = book.find(msg.get("TransferTargetUniqueid"), msg.get("TransferTargetChannel"))
-        skip = {transferor.uniqueid, second.uniqueid if second else ""}
-        bridges = [msg.get(k) for k in ("OrigBridgeUniqueid", "SecondBridgeUniqueid", "DestBridgeUniqueid")]
-        members: set[str] = set().union(*(book.bridges.get(b or "", set()) for b in bridges))
-        for uid in members - skip:
-            chan = book.channels[uid]
-            if chan.party is None:
-                continue
-            if transferee is None and chan.linkedid == call.call_id:
-                transferee = chan
-            elif target is None and chan.linkedid == second_call:
-                target = chan
-        if not _resolved(transferee) or not _resolved(target):
+        transferors = {transferor.uniqueid, second.uniqueid if second else ""}
+        transferee = self._role(
+            book.find(msg.get("TransfereeUniqueid"), msg.get("TransfereeChannel")),
+            [msg.get("OrigBridgeUniqueid"), msg.get("DestBridgeUniqueid")],
+            transferors,
+            at,
+        )
+        target = self._role(
+            book.find(msg.get("TransferTargetUniqueid"), msg.get("TransferTargetChannel")),
+            [msg.get("SecondBridgeUniqueid"), msg.get("DestBridgeUniqueid")],
+            transferors | ({transferee.uniqueid} if transferee else set()),
+            at,
+        )
+        if transferee is None or target is None or transferee.party is None or target.party is None:
             with book.scope(call.call_id):
                 log.warning("ami.transfer_unresolved", extra={"kind": "attended", "call_id": call.call_id})
             return
-        assert transferee is not None and target is not None and transferee.party and target.party
-        book.ensure_party(call, transferor, at, out)
-        book.ensure_party(call, transferee, at, out)
-        book.ensure_party(call, target, at, out)
+        for chan in (transferor, transferee, target):
+            book.ensure_party(call, chan, at, out)
         out.append(
             Transferred(
                 call_id=call.call_id,
@@ -131,6 +131,23 @@ class Transfers:
             )
         )
 
+    def _role(self, named: Channel | None, bridges: list[str | None], skip: set[str], at: datetime) -> Channel | None:
+        """The party channel for a role: the one the event names (through Local wires), else
+        the first other member of the bridges it names, around the time of the transfer."""
+        candidates = [named] if named is not None else []
+        for bridge in bridges:
+            candidates += [c for c in self.book.bridges.near(bridge or "", at) if c.uniqueid not in skip]
+        for chan in candidates:
+            if chan.party is not None:
+                return chan
+            for party in self.book.bridges.behind(chan, at, at):
+                found = self._party_channel(party, skip)
+                if found is not None:
+                    return found
+        return None
 
-def _resolved(chan: Channel | None) -> bool:
-    return chan is not None and chan.party is not None
+    def _party_channel(self, party: str, skip: set[str]) -> Channel | None:
+        for chan in reversed(list(self.book.channels.values())):
+            if chan.party == party and chan.uniqueid not in skip:
+                return chan
+        return None

@@ -297,7 +297,10 @@ def test_hold_dtmf_mixmonitor_filename_and_mapped_cdr() -> None:
 def test_split_directions_asks_for_two_legs() -> None:
     _, out = run("cacofonisk_ab_success_a_hangup.ami", split_directions=True)
     (start,) = [o for o in out if isinstance(o, StartMixMonitor)]
-    assert start.options == "br(vcon-195176c06ab8-1529936170.42-rx.wav)t(vcon-195176c06ab8-1529936170.42-tx.wav)"
+    base = "vcon-195176c06ab8-1529936170.42"
+    # no mixed file beside the two directions; i() marks the channel as recorded (found again after a restart)
+    assert start.file == ""
+    assert start.options == f"br({base}-rx.wav)t({base}-tx.wav)i(VCON_MIXMONITOR)"
     (finish,) = [o for o in out if isinstance(o, FinishCall)]
     assert [(r.file, r.channels) for r in finish.recordings] == [
         ("vcon-195176c06ab8-1529936170.42-rx.wav", (("SIP/150010001",),)),
@@ -370,7 +373,12 @@ def test_resync_finds_calls_already_up_and_ends_those_gone() -> None:
     ]
     out = t.resync(listing, T0)
     kinds = [type(o).__name__ for o in out]
-    assert kinds == ["CallStarted", "PartyJoined", "CallAnswered", "StartMixMonitor", "PartyJoined"]
+    # first seen in a listing: ask whether a MixMonitor already records them, and when Asterisk answered
+    assert kinds == ["CallStarted", "PartyJoined", "InspectChannel", "PartyJoined", "InspectChannel"]
+    out = t.inspected("L.1", "L.1", {"CDR(answer,u)": f"{(T0 - 9 * STEP).timestamp():.6f}"}, T0 + STEP)
+    assert [type(o).__name__ for o in out] == ["CallAnswered", "StartMixMonitor"]
+    assert out[0].at == T0 - 9 * STEP  # the PBX's answer time, not the listing's
+    assert t.inspected("L.1", "L.2", {}, T0 + STEP) == []  # the call records already: no second MixMonitor
     assert t.resync(listing, T0 + STEP) == []  # known channels: nothing again
     out = t.resync([], T0 + 2 * STEP)  # both hung up while we were away
     out += t.tick(T0 + 2 * STEP)
