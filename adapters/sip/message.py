@@ -102,6 +102,8 @@ class SipMessage:
     reason: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    length_mismatch: tuple[int, int] | None = None
+    "(Content-Length, bytes received) when a datagram's Content-Length was wrong."
 
     @property
     def is_request(self) -> bool:
@@ -170,15 +172,20 @@ class SipMessage:
         return f"{self.method} {self.uri}" if self.method else f"{self.status} {self.reason}"
 
 
-def parse_message(data: bytes) -> SipMessage:
-    """A whole message (as one UDP datagram or one framed TCP message)."""
+def parse_message(data: bytes, *, datagram: bool = False) -> SipMessage:
+    """A whole message (as one UDP datagram or one framed TCP message).
+
+    With ``datagram`` the packet's end is the message's end: a Content-Length that does not
+    match the body (an SRC that miscounted, common after editing multipart bodies) is noted
+    in ``length_mismatch`` and the whole body kept; only padding after the declared length
+    is dropped, as RFC 3261 section 18.3 says.
+    """
     if len(data) > MAX_MESSAGE_BYTES:
         raise RemoteProtocolError("SIP message over 64 KiB", status_hint=513, excerpt=data)
-    head, sep, body = data.partition(b"\r\n\r\n")
-    if not sep:
-        head, sep, body = data.partition(b"\n\n")
-        if not sep:
-            raise RemoteProtocolError("SIP message without end of headers", excerpt=data)
+    end, sep = _end_of_headers(data)
+    if end < 0:
+        raise RemoteProtocolError("SIP message without end of headers", excerpt=data)
+    head, body = data[:end], data[end + sep :]
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -195,9 +202,12 @@ def parse_message(data: bytes) -> SipMessage:
         if not length.strip().isdigit():
             raise RemoteProtocolError(f"bad Content-Length {length!r}", excerpt=data)
         n = int(length)
-        if n > len(body):
+        if n > len(body) and not datagram:
             raise RemoteProtocolError("body shorter than Content-Length", excerpt=data)
-        body = body[:n]
+        if datagram and (n > len(body) or body[n:].strip(b"\r\n\t \x00")):
+            msg.length_mismatch = (n, len(body))
+        else:
+            body = body[:n]
     msg.body = body
     for required in ("Call-ID", "CSeq", "From", "To", "Via"):
         if not msg.get(required):
@@ -236,8 +246,12 @@ def _headers(lines: list[str], data: bytes) -> Iterable[tuple[str, str]]:
         yield name, value
 
 
+_CONTENT_LENGTH = re.compile(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*([0-9]+)[ \t]*\r?$")
+
+
 class TcpFramer:
-    """Cuts a TCP byte stream into messages by Content-Length (RFC 3261 section 18.3)."""
+    """Cuts a TCP byte stream into messages by Content-Length (RFC 3261 section 18.3), wherever
+    that header sits among the others and in either form (``Content-Length`` / ``l``)."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -247,23 +261,31 @@ class TcpFramer:
         self._buffer += data
         out: list[bytes] = []
         while True:
-            while self._buffer[:2] == b"\r\n":
-                del self._buffer[:2]
-            end = self._buffer.find(b"\r\n\r\n")
+            while self._buffer[:2] == b"\r\n" or self._buffer[:1] == b"\n":
+                del self._buffer[: 2 if self._buffer[:1] == b"\r" else 1]
+            end, sep = _end_of_headers(self._buffer)
             if end < 0:
                 if len(self._buffer) > MAX_MESSAGE_BYTES:
                     raise RemoteProtocolError("SIP headers over 64 KiB on TCP", status_hint=513)
                 return out
-            m = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*([0-9]+)[ \t]*$", bytes(self._buffer[:end]))
+            m = _CONTENT_LENGTH.search(bytes(self._buffer[:end]))
             if m is None:
                 raise RemoteProtocolError("SIP message on TCP without Content-Length")
-            total = end + 4 + int(m.group(1))
+            total = end + sep + int(m.group(1))
             if total > MAX_MESSAGE_BYTES:
                 raise RemoteProtocolError("SIP message over 64 KiB on TCP", status_hint=513)
             if len(self._buffer) < total:
                 return out
             out.append(bytes(self._buffer[:total]))
             del self._buffer[:total]
+
+
+def _end_of_headers(buffer: bytes | bytearray) -> tuple[int, int]:
+    """(offset, separator length) of the blank line ending the headers; (-1, 0) if none yet."""
+    crlf, lf = buffer.find(b"\r\n\r\n"), buffer.find(b"\n\n")
+    if lf >= 0 and (crlf < 0 or lf < crlf):
+        return lf, 2
+    return (crlf, 4) if crlf >= 0 else (-1, 0)
 
 
 class NameAddr(NamedTuple):

@@ -1,30 +1,73 @@
 """Who is on a SIP call: identities from From/To, P-Asserted-Identity, Remote-Party-ID and
-Identity (plain calls), or from SIPREC rs-metadata participants."""
+Identity (plain calls), or from SIPREC rs-metadata participants (and the vendor blocks that
+complete them)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from adapters.sip.message import SipMessage, parse_name_addr, split_commas
-from adapters.sip.siprec import Participant
+from adapters.sip.metadata import Participant
 from capture.errors import RemoteProtocolError
 
+_VISUAL = re.compile(r"[\s().\-]")
+_NUMBER = re.compile(r"^\+?[0-9]{3,}$")
+_LEAKED_PARAMS = re.compile(r"(;\s*[\w.\-]+=[^;]*)+$")
+SHORT_EXTENSION = 6
+"Digits up to which a number is taken for a PBX extension (a vendor block's full number wins)."
+_IPV4 = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}(:|;|$)")
 
-def identity_fields(uri: str, display: str | None) -> dict[str, Any]:
-    """PartyJoined fields (tel, sip, name) of one URI."""
+
+def clean_name(display: str | None) -> str | None:
+    """A display name as people read it: no SIP quotes, no leaked ``;param=value`` tail."""
+    if not display:
+        return None
+    name = display.strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = name[1:-1].replace('\\"', '"').strip()
+    if ";" in name and _LEAKED_PARAMS.search(name):
+        name = _LEAKED_PARAMS.sub("", name).strip()
+    return name or None
+
+
+def number_of(user: str) -> str | None:
+    """Digits of a telephone-number user part (visual separators dropped), else None."""
+    digits = _VISUAL.sub("", user.split(";", 1)[0])
+    return digits if _NUMBER.match(digits) else None
+
+
+def identity_fields(uri: str | None, display: str | None) -> dict[str, Any]:
+    """PartyJoined fields (tel, sip, name) of one URI or AOR, as SRCs write them: ``sip:``,
+    ``tel:``, no scheme (``2249888500@host``), bare digits (with a port), no host."""
     fields: dict[str, Any] = {}
-    if display:
-        fields["name"] = display
-    scheme, _, rest = uri.partition(":")
+    name = clean_name(display)
+    if name:
+        fields["name"] = name
+    value = (uri or "").strip().strip("<>").strip()
+    if not value:
+        return fields
+    scheme, sep, rest = value.partition(":")
     scheme = scheme.lower()
-    if scheme == "tel":
-        fields["tel"] = rest.split(";", 1)[0]
-    elif scheme in ("sip", "sips"):
-        fields["sip"] = uri.split(";", 1)[0]
-        user = rest.split("@", 1)[0] if "@" in rest else ""
-        digits = user.split(";", 1)[0]
-        if digits.lstrip("+").isdigit() and len(digits.lstrip("+")) >= 3:
-            fields["tel"] = digits
+    if sep and scheme == "tel":
+        number = number_of(rest) or rest.split(";", 1)[0]
+        if number:
+            fields["tel"] = number
+        return fields
+    if not (sep and scheme in ("sip", "sips")):
+        scheme, rest = "sip", value
+    user, at, host = rest.partition("@")
+    if not at:
+        bare = None if _IPV4.match(rest) else number_of(rest.split(":", 1)[0])
+        if bare:
+            fields["tel"] = bare
+        elif "." in rest or rest.startswith("["):
+            fields["sip"] = f"{scheme}:{rest.split(';', 1)[0]}"
+        return fields
+    fields["sip"] = f"{scheme}:{user}@{host.split(';', 1)[0].split('?', 1)[0]}"
+    tel = number_of(user)
+    if tel:
+        fields["tel"] = tel
     return fields
 
 
@@ -62,7 +105,20 @@ def callee_fields(invite: SipMessage) -> dict[str, Any]:
 
 
 def participant_fields(p: Participant) -> dict[str, Any]:
-    fields = identity_fields(p.aor, None) if p.aor else {}
-    if p.name:
-        fields["name"] = p.name
+    """PartyJoined fields of a metadata participant: its own AOR and name, completed (or, for
+    a placeholder, replaced) by what a vendor block says (whose full number also beats a short
+    extension); a name that only repeats the number is dropped; ``role`` when known."""
+    hint = identity_fields(p.hints.get("uri"), p.hints.get("name"))
+    replace = p.placeholder and bool(hint)
+    fields = {} if replace else identity_fields(p.aor, p.name)
+    for key in ("tel", "name", "sip"):
+        if key in hint and key not in fields and (key != "sip" or replace):
+            fields[key] = hint[key]
+    if "tel" in hint and len(fields.get("tel", "").lstrip("+")) <= SHORT_EXTENSION < len(hint["tel"].lstrip("+")):
+        fields["tel"] = hint["tel"]
+    repeated = number_of(fields.get("name") or "")
+    if repeated and fields.get("tel", "").lstrip("+").endswith(repeated.lstrip("+")):
+        del fields["name"]
+    if p.role:
+        fields["role"] = p.role
     return fields

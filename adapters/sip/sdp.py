@@ -7,6 +7,7 @@ The recorder never sends audio, so every accepted audio stream is answered ``rec
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from capture.errors import RemoteProtocolError
@@ -109,18 +110,28 @@ def _attribute(session: SessionDescription, m: MediaDescription | None, value: s
     elif m is None:
         return
     elif name == "rtpmap":
-        pt, _, spec = arg.partition(" ")
-        pieces = spec.strip().split("/")
-        if not pt.isdigit() or len(pieces) < 2 or not pieces[1].isdigit():
-            raise RemoteProtocolError(f"bad a=rtpmap {arg[:60]!r}", excerpt=data)
-        channels = int(pieces[2]) if len(pieces) > 2 and pieces[2].isdigit() else 1
-        m.codecs[int(pt)] = Codec(int(pt), pieces[0].upper(), int(pieces[1]), channels)
+        codec = _rtpmap(arg)
+        if codec is not None:
+            m.codecs[codec.payload_type] = codec
     elif name == "label":
         m.label = arg.strip()
     elif name == "crypto":
         m.crypto.append(arg.strip())
     elif name == "rtcp-mux":
         m.rtcp_mux = True
+
+
+def _rtpmap(arg: str) -> Codec | None:
+    """``96 opus/48000/2``; None when unreadable (the line is ignored: a static payload type
+    keeps its RFC 3551 meaning, a dynamic one stays unknown). Lenient with what SRCs send:
+    lower-case names, junk glued to the rate (``pcmu/8000a``)."""
+    pt, _, spec = arg.strip().partition(" ")
+    pieces = spec.strip().split("/")
+    rate = re.match(r"[0-9]+", pieces[1].strip()) if len(pieces) >= 2 else None
+    if not pt.isdigit() or int(pt) > 127 or not pieces[0].strip() or rate is None:
+        return None
+    channels = int(pieces[2]) if len(pieces) > 2 and pieces[2].strip().isdigit() else 1
+    return Codec(int(pt), pieces[0].strip().upper(), int(rate.group(0)), max(channels, 1))
 
 
 def choose_codecs(m: MediaDescription) -> tuple[Codec | None, Codec | None]:
@@ -166,6 +177,8 @@ def build_answer(offer: SessionDescription, streams: list[AnsweredStream], *, ad
     for m, s in zip(offer.media, streams, strict=True):
         if s.port == 0 or s.codec is None:
             lines.append(f"m={m.media} 0 {m.proto} {m.formats[0] if m.formats else 0}")
+            if m.label is not None:
+                lines.append(f"a=label:{m.label}")
             continue
         codecs = [s.codec] + ([s.event] if s.event else [])
         lines.append(f"m={m.media} {s.port} {m.proto} {' '.join(str(c.payload_type) for c in codecs)}")
