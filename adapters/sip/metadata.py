@@ -123,7 +123,9 @@ class RecordingMetadata:
         return out
 
     def senders(self, stream_id: str) -> list[Participant]:
-        return [p for p in self.participants.values() if stream_id in p.sends]
+        """Who sends a stream: those still present, else whoever last did."""
+        senders = [p for p in self.participants.values() if stream_id in p.sends]
+        return [p for p in senders if not p.left] or senders
 
     def streams_labelled(self, label: str | None) -> list[Stream]:
         if label is None:

@@ -8,6 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.sip.attribution import attribute
+from adapters.sip.metadata import RecordingMetadata
+from adapters.sip.metadata_merge import LEFT_UNSAID, merge_metadata, same_recording
 from adapters.sip.parties import participant_fields
 from adapters.sip.siprec import parse_metadata
 from capture.errors import RemoteProtocolError
@@ -189,3 +191,49 @@ def test_metadata_reader_raises_only_remote_protocol_error(data: bytes) -> None:
         assert set(a.participants) <= set(meta.participants)
     for p in meta.participants.values():
         participant_fields(p)
+
+
+def _update(name: str) -> tuple[RecordingMetadata, RecordingMetadata]:
+    (session,) = [s for s in ALL if s.name == name]
+    return parse_metadata(session.metadata()), parse_metadata(
+        (session.folder / session.expect["update"]["body"]).read_bytes()
+    )
+
+
+def test_update_replaces_the_placeholder() -> None:
+    before, update = _update("synthetic_avaya_update")
+    merged, change = merge_metadata(before, update)
+    assert change.joined == ["9e8d7c6b5a4938271605"] and change.left == ["abcdef12345678901234"]
+    assert change.replaced == {"abcdef12345678901234": "9e8d7c6b5a4938271605"}
+    assert merged.participants["abcdef12345678901234"].disassociated_at == LEFT_UNSAID
+    assert merged.participant_for_label("20").participant_id == "9e8d7c6b5a4938271605"  # type: ignore[union-attr]
+    assert merged.participants["9e8d7c6b5a4938271605"].associated_at == "2026-02-03T10:00:02"
+    assert before.participant_for_label("20").participant_id == "abcdef12345678901234"  # type: ignore[union-attr]
+
+
+def test_update_adds_a_party_to_the_mixed_stream() -> None:
+    before, update = _update("synthetic_broadworks_update")
+    merged, change = merge_metadata(before, update)
+    assert len(change.joined) == 1 and not change.left and not change.replaced
+    (mixed,) = attribute(merged, ["1"])
+    assert len(mixed.participants) == 3 and mixed.guessed is None
+
+
+def test_partial_update_and_a_participant_leaving() -> None:
+    before = parse_metadata(_doc().encode())
+    partial = parse_metadata(b"""<recording xmlns="urn:ietf:params:xml:ns:recording:1"><datamode>partial</datamode>
+      <participantsessionassoc participant_id="pB" session_id="s1">
+        <disassociate-time>2026-01-01T10:05:00Z</disassociate-time></participantsessionassoc>
+      <participant participant_id="pC"><nameID aor="sip:carol@example.com"><name>Carol</name></nameID></participant>
+      <participantstreamassoc participant_id="pC"><send>sB</send></participantstreamassoc></recording>""")
+    merged, change = merge_metadata(before, partial)
+    assert (change.joined, change.left, change.replaced) == (["pC"], ["pB"], {})
+    assert merged.participants["pA"].name == "Alice" and merged.participants["pB"].left
+    again, nothing = merge_metadata(merged, partial)
+    assert not nothing and again.participants.keys() == merged.participants.keys()
+
+
+def test_sessions_of_one_recording_group() -> None:
+    by_name = {s.name: parse_metadata(s.metadata()) for s in ALL if s.name.startswith("netsapiens_1")}
+    assert same_recording(by_name["netsapiens_1-initial"], by_name["netsapiens_1-post-transfer"])
+    assert not same_recording(by_name["netsapiens_1-initial"], by_name["netsapiens_1-consultation"])
