@@ -14,6 +14,10 @@ per call (it answers one audio m= line), under the same sipp load; ratio = our C
 stream-second / baresip's.
 
 Usage: python bench/sip/bench_sip.py [--calls 50,100,200] [--seconds 20] [--streams 2] [--out bench/results/sip.json]
+
+Before/after in the same run: ``--before DIR`` (a ``git worktree`` of the older commit) runs
+the recorder from that checkout too, alternating with this one, ``--repeat`` times per N;
+each row then holds ``before`` and ``after`` (and their one-stream runs).
 """
 
 from __future__ import annotations
@@ -234,17 +238,21 @@ def run_sipp(
     return elapsed, res.returncode, sender.sent if sender else 0
 
 
-def bench_ours(calls: int, seconds: float, ramp: float, streams: int, pcap: Path, work: Path) -> dict[str, Any]:
-    out = work / f"ours-{calls}x{streams}"
+def bench_ours(
+    calls: int, seconds: float, ramp: float, streams: int, pcap: Path, work: Path, repo: Path = REPO
+) -> dict[str, Any]:
+    """The recorder of the checkout ``repo`` (run with this interpreter: same dependencies) under sipp's load."""
+    name = f"ours-{calls}x{streams}-{random.randrange(1 << 30)}"
+    out = work / name
     port = free_port()
-    log = (work / f"ours-{calls}x{streams}.log").open("wb")
+    log = (work / f"{name}.log").open("wb")
     lo = random.randrange(10000, 20000, 2)
     proc = subprocess.Popen(
         [sys.executable, "-m", "capture", "sip", "--listen", f"127.0.0.1:{port}", "--out", str(out),
-         "--state-dir", str(work / f"state-{calls}x{streams}"), "--max-calls", str(calls + 10),
+         "--state-dir", str(work / f"state-{name}"), "--max-calls", str(calls + 10),
          "--log-level", "warning",
          "--rtp-port-min", str(lo), "--rtp-port-max", str(lo + 4 * calls + 100), "--domain", "bench.localhost"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        stdout=log, stderr=subprocess.STDOUT, cwd=repo,
     )  # fmt: skip
     deadline = time.monotonic() + 20
     while not _listening(port) and time.monotonic() < deadline:
@@ -328,6 +336,23 @@ def bench_baresip(calls: int, seconds: float, ramp: float, pcap: Path, work: Pat
     }
 
 
+def compare(n: int, rep: int, args: argparse.Namespace, pcap: Path, work: Path) -> dict[str, Any]:
+    """One before/after pair at ``n`` calls; the order alternates between repeats."""
+    row: dict[str, Any] = {"calls": n, "repeat": rep, "before_repo": str(args.before)}
+    order = [("before", args.before), ("after", REPO)]
+    for label, repo in order if rep % 2 == 0 else order[::-1]:
+        row[label] = bench_ours(n, args.seconds, args.ramp, args.streams, pcap, work, repo)
+        if args.streams == 2 and not args.no_baseline:
+            row[f"{label}_one_stream"] = bench_ours(n, args.seconds, args.ramp, 1, pcap, work, repo)
+    return row
+
+
+def describe(repo: Path) -> str:
+    """The checkout's commit, marked ``-dirty`` when its tracked files differ from it."""
+    res = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"], capture_output=True, text=True)
+    return res.stdout.strip() or "unknown"
+
+
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -341,6 +366,8 @@ def main() -> int:
     parser.add_argument("--streams", type=int, choices=(1, 2), default=2)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, vCons)")
+    parser.add_argument("--before", type=Path, help="checkout of an older commit to compare with, in the same run")
+    parser.add_argument("--repeat", type=int, default=1, help="with --before: before/after pairs per N")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sip.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-sip-"))
@@ -348,6 +375,14 @@ def main() -> int:
     write_pcap(pcap, payloads(args.seconds))
     runs = []
     for n in [int(x) for x in args.calls.split(",")]:
+        if args.before is not None:
+            for rep in range(args.repeat):
+                row = compare(n, rep, args, pcap, work)
+                print(json.dumps(row), flush=True)
+                runs.append(row)
+            if not args.no_baseline:
+                runs.append({"calls": n, "baresip_one_stream": bench_baresip(n, args.seconds, args.ramp, pcap, work)})
+            continue
         row: dict[str, Any] = {"ours": bench_ours(n, args.seconds, args.ramp, args.streams, pcap, work)}
         if args.streams == 1 or not args.no_baseline:
             if not args.no_baseline:
@@ -365,6 +400,8 @@ def main() -> int:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "note": "sipp, the second-stream sender and the recorder share the same cores; loopback only",
+        "commit": describe(REPO),
+        "before_commit": describe(args.before) if args.before is not None else None,
         "runs": runs,
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")

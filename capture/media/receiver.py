@@ -37,7 +37,7 @@ from capture.media.codecs import Codec
 from capture.media.decoders import Decoder, Pcm, decoder_for
 from capture.media.dtmf import DtmfTracker, KeyPress
 from capture.media.reorder import ReorderBuffer
-from capture.media.rtp import RtpPacket, parse_rtp
+from capture.media.rtp import HEADER, parse_rtp
 from capture.media.srtp import SrtpError, SrtpReceiver
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ class KeyPressed:
 
 
 MediaEvent = AudioReceived | KeyPressed
+_Held = tuple[int, int, bytes, float]
+"A packet in the reorder buffer: payload type, timestamp, payload, arrival time."
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +123,7 @@ class RtpReceiver:
         self._audio_pt = codec.payload_type
         self._event_pt = event.payload_type if event is not None else -1
         self._reorder_depth = reorder_depth
-        self._reorder: ReorderBuffer[tuple[RtpPacket, float]] = ReorderBuffer(reorder_depth)
+        self._reorder: ReorderBuffer[_Held] = ReorderBuffer(reorder_depth)
         self._batch = batch_packets
         self._ssrc: int | None = None
         self._anchor: float | None = None
@@ -192,17 +194,23 @@ class RtpReceiver:
                 return False
         if rtcp:
             return False
-        try:
-            packet = parse_rtp(data)
-        except RemoteProtocolError:
-            self._dropped += 1
-            return False
-        pt = packet.payload_type
+        if len(data) > 12 and data[0] == 0x80:  # version 2 without padding, extension or CSRCs: the usual
+            _, b1, seq, timestamp, ssrc = HEADER.unpack_from(data)
+            pt, payload = b1 & 0x7F, data[12:]
+        else:
+            try:
+                packet = parse_rtp(data)
+            except RemoteProtocolError:
+                self._dropped += 1
+                return False
+            pt, seq, timestamp, ssrc, payload = (packet.payload_type, packet.sequence, packet.timestamp,
+                                                 packet.ssrc, packet.payload)  # fmt: skip
         if pt == self._audio_pt:
-            transit = now * self._clock.clock_rate - packet.timestamp
-            if self._transit is not None and packet.ssrc == self._ssrc:
+            rate = self._clock.clock_rate
+            transit = now * rate - timestamp
+            if ssrc == self._ssrc and self._transit is not None:
                 d = abs(transit - self._transit)
-                if d < self._clock.clock_rate:  # a wrap or a new timeline is not jitter
+                if d < rate:  # a wrap or a new timeline is not jitter
                     self._jitter += (d - self._jitter) / 16
             self._transit = transit
         elif pt != self._event_pt:
@@ -211,10 +219,10 @@ class RtpReceiver:
         self._received += 1
         self.last_received = now
         self.remote = addr
-        if packet.ssrc != self._ssrc:
-            self._new_source(packet.ssrc)
-        for released, arrival in self._reorder.push(packet.sequence, (packet, now)):
-            self._place(released, arrival)
+        if ssrc != self._ssrc:
+            self._new_source(ssrc)
+        for item in self._reorder.push(seq, (pt, timestamp, payload, now)):
+            self._place(*item)
         return True
 
     def close(self) -> None:
@@ -238,27 +246,28 @@ class RtpReceiver:
     def _new_source(self, ssrc: int | None) -> None:
         """Another sender (new SSRC): its sequence numbers start afresh."""
         old = self._reorder
-        for packet, arrival in old.flush():
-            self._place(packet, arrival)
+        for item in old.flush():
+            self._place(*item)
         self._lost += old.lost
         self._late += old.late
         self._duplicates += old.duplicates
         self._reorder = ReorderBuffer(self._reorder_depth)
         self._ssrc = ssrc
 
-    def _place(self, packet: RtpPacket, arrival: float) -> None:
-        position = self._clock.position(packet.ssrc, packet.timestamp, arrival)
+    def _place(self, pt: int, timestamp: int, payload: bytes, arrival: float) -> None:
+        assert self._ssrc is not None
+        position = self._clock.position(self._ssrc, timestamp, arrival)
         if self._anchor is None:
             self._anchor = arrival - position / self._clock.clock_rate
-        if packet.payload_type == self._event_pt:
+        if pt == self._event_pt:
             try:
-                presses = self._dtmf.feed(position, packet.payload)
+                presses = self._dtmf.feed(position, payload)
             except RemoteProtocolError:
                 self._dropped += 1
                 return
             self._report(presses)
             return
-        self._pending.append((position, packet.payload))
+        self._pending.append((position, payload))
         if len(self._pending) >= self._batch:
             self._decode()
 

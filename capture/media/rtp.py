@@ -10,7 +10,8 @@ from typing import NamedTuple
 
 from capture.errors import RemoteProtocolError
 
-_HEADER = struct.Struct("!BBHII")
+HEADER = struct.Struct("!BBHII")
+"The fixed header: V/P/X/CC, M/PT, sequence number, timestamp, SSRC."
 RTCP_TYPES = range(192, 224)
 "Second-byte values of RTCP packets multiplexed on the RTP port (RFC 5761)."
 
@@ -33,7 +34,7 @@ def parse_rtp(data: bytes) -> RtpPacket:
     """One RTP packet; RemoteProtocolError if it is not one."""
     if len(data) < 12:
         raise RemoteProtocolError("RTP packet shorter than its header", excerpt=data)
-    b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
+    b0, b1, seq, ts, ssrc = HEADER.unpack_from(data)
     if b0 >> 6 != 2:
         raise RemoteProtocolError("not RTP version 2", excerpt=data[:12])
     start = 12 + 4 * (b0 & 0x0F)
@@ -56,6 +57,6 @@ def build_rtp(
 ) -> bytes:
     """A minimal RTP packet (no CSRC, extension or padding): for senders and tests."""
     return (
-        _HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, sequence & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc)
+        HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, sequence & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc)
         + payload
     )
