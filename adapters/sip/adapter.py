@@ -152,7 +152,8 @@ class SipAdapter(Adapter):
         if not data.strip():
             return
         now = self.capture.monotonic()
-        self.core.accepting = self.capture.accepting
+        if not self.capture.accepting:
+            self.core.accepting = False  # the service drains: the core refuses new calls (503) from now on
         try:
             sends, events = self.core.receive(data, conn, addr, transport, now)
         except RemoteProtocolError as exc:
