@@ -75,6 +75,7 @@ class SipAdapter(Adapter):
         self._tls: asyncio.Server | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._closed = False
         self._rtp_tasks: set[asyncio.Task[Any]] = set()
 
     def describe(self) -> str:
@@ -116,6 +117,7 @@ class SipAdapter(Adapter):
         self._arm()
 
     async def close(self) -> None:
+        self._closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -192,7 +194,7 @@ class SipAdapter(Adapter):
 
     def _arm(self) -> None:
         """One timer, at the core's next deadline."""
-        deadline = self.core.next_deadline()
+        deadline = None if self._closed else self.core.next_deadline()
         if deadline == self._timer_at:
             return
         if self._timer is not None:
