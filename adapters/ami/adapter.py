@@ -150,6 +150,7 @@ class AmiAdapter(Adapter):
 
     async def _resync(self) -> None:
         """After every login: take in the channels that are up now (calls we missed or half saw)."""
+        known = self.tracker.known_channels()
         try:
             reply = await self.client.action("CoreShowChannels")
         except (TimeoutError, ConnectionError) as exc:
@@ -157,7 +158,7 @@ class AmiAdapter(Adapter):
             return
         listing = [m for m in reply.events if m.event == "CoreShowChannel"]
         log.info("ami.resync", extra={"channels": len(listing)})
-        self._apply(self.tracker.resync(listing, self.capture.now()))
+        self._apply(self.tracker.resync(listing, self.capture.now(), known))
 
     def _apply(self, outputs: list[Output]) -> None:
         """Carry out the tracker's outputs, then re-arm its timer."""

@@ -74,12 +74,17 @@ class Resync:
             for call in self.tracker.book.calls.values():
                 call.quick_end = True
 
-    def apply(self, listing: list[Message], now: datetime) -> list[Output]:
+    def apply(self, listing: list[Message], now: datetime, known: set[str] | None = None) -> list[Output]:
+        """``known``: the channels tracked when the listing was asked for. Only those can be
+        gone: one first seen since came after Asterisk took the listing (the live events
+        that follow its reply may be handled before the listing is)."""
         tracker, book = self.tracker, self.tracker.book
         out: list[Output] = []
         gone_at = self.lost_at or now
         present = {m.get("Uniqueid") for m in listing}
         for chan in list(book.channels.values()):
+            if known is not None and chan.uniqueid not in known:
+                continue
             if not chan.hung_up and chan.uniqueid not in present:
                 call = book.calls[chan.linkedid]
                 tracker.hangup(call, chan, lost(GONE), max(gone_at, call.started_at), now, out)

@@ -156,9 +156,13 @@ class CallTracker:
                 self.hangup(call, chan, msg, at, now, out)
         return out
 
-    def resync(self, listing: list[Message], now: datetime) -> list[Output]:
-        """After a (re)connect: the ``CoreShowChannel`` events of ``CoreShowChannels``."""
-        return self.resyncs.apply(listing, now)
+    def resync(self, listing: list[Message], now: datetime, known: set[str] | None = None) -> list[Output]:
+        """After a (re)connect: the ``CoreShowChannel`` events of ``CoreShowChannels``;
+        ``known`` = :meth:`known_channels` when the listing was asked for."""
+        return self.resyncs.apply(listing, now, known)
+
+    def known_channels(self) -> set[str]:
+        return set(self.book.channels)
 
     def resume(self, calls: list[ResumedCall]) -> None:
         """Calls a previous run of the recorder had open: continue them (no second vCon)."""
@@ -251,6 +255,8 @@ class CallTracker:
     def hangup(self, call: Call, chan: Channel, msg: Message, at: datetime, now: datetime, out: list[Output]) -> None:
         if chan.party is not None:
             self.book.ensure_party(call, chan, at, out)
+            if chan.party in call.held:  # whoever held the others is gone: the hold is over
+                self._hold(call, chan, False, at, out)
         self.book.hung_up(chan, at)
         call.hangups.append(Hangup(chan, as_int(msg.get("Cause")), msg.get("Cause-txt") or "", at))
         self.monitors.hung_up(call, chan)

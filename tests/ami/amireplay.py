@@ -127,6 +127,9 @@ class ReplayServer:
         session = self.sessions
         self._writers.append(writer)
         replay: asyncio.Task[None] | None = None
+        if not self.up():
+            writer.close()  # a PBX that is down: the connection is refused
+            return
         try:
             await self._send(writer, BANNER)
             while True:
@@ -146,23 +149,17 @@ class ReplayServer:
                         writer.close()
                         return
                     self.logins += 1
+                    self.logged_in()
                     await self._send(
                         writer, render([("Response", "Success"), *aid, ("Message", "Authentication accepted")])
                     )
-                    await self._send(
-                        writer,
-                        render([("Event", "FullyBooted"), ("Privilege", "system,all"), ("Status", "Fully Booted")]),
-                    )
+                    await self._send(writer, render(self.fully_booted()))
                     replay = asyncio.create_task(self._replay(writer, session))
                 elif name == "Ping":
                     if self.answer_pings:
                         await self._send(
                             writer, render([("Response", "Success"), *aid, ("Ping", "Pong"), ("Timestamp", "1.0")])
                         )
-                elif name == "CoreShowChannels":
-                    await self._send(writer, self._core_show_channels(aid))
-                elif name == "MixMonitor":
-                    await self._send(writer, self._mixmonitor(fields, aid))
                 elif name == "Logoff":
                     await self._send(
                         writer, render([("Response", "Goodbye"), *aid, ("Message", "Thanks for all the fish.")])
@@ -170,12 +167,28 @@ class ReplayServer:
                     writer.close()
                     return
                 else:
-                    await self._send(
-                        writer, render([("Response", "Error"), *aid, ("Message", "Invalid/unknown command")])
-                    )
+                    await self._send(writer, self.answer(name, fields, aid))
         finally:
             if replay is not None:
                 replay.cancel()
+
+    def logged_in(self) -> None:
+        """A client logged in (``logins`` counts them)."""
+
+    def up(self) -> bool:
+        """Whether the PBX takes connections now."""
+        return True
+
+    def fully_booted(self) -> list[tuple[str, str]]:
+        return [("Event", "FullyBooted"), ("Privilege", "system,all"), ("Status", "Fully Booted")]
+
+    def answer(self, name: str, fields: dict[str, str], aid: list[tuple[str, str]]) -> bytes:
+        """The reply to an action other than Login, Ping and Logoff."""
+        if name == "CoreShowChannels":
+            return self._core_show_channels(aid)
+        if name == "MixMonitor":
+            return self._mixmonitor(fields, aid)
+        return render([("Response", "Error"), *aid, ("Message", "Invalid/unknown command")])
 
     async def _replay(self, writer: asyncio.StreamWriter, session: int) -> None:
         while self.position < len(self.script):

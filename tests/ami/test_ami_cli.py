@@ -50,9 +50,11 @@ def wait_for_vcons(proc: subprocess.Popen, out: Path, count: int, timeout: float
             raise AssertionError(f"CLI exited early ({proc.returncode}): {proc.stderr.read()}")
         if time.monotonic() > deadline:
             proc.kill()
-            raise AssertionError(
-                f"only {len(list(out.glob('*.vcon')))} of {count} vCons: {proc.communicate()[1][-3000:]}"
-            )
+            try:
+                err = proc.communicate(timeout=10)[1]
+            except subprocess.TimeoutExpired:  # its vCon workers may hold stderr a while longer
+                err = "(stderr still held open)"
+            raise AssertionError(f"only {len(list(out.glob('*.vcon')))} of {count} vCons: {err[-3000:]}")
         time.sleep(0.1)
 
 
@@ -68,7 +70,7 @@ def by_linkedid(vcons: list[dict]) -> dict[str, dict]:
     out = {}
     for v in vcons:
         (cdr,) = [a for a in v["attachments"] if a["purpose"] == "cdr"]
-        out[cdr["body"]["linkedid"].split("-", 1)[1]] = v
+        out[cdr["body"]["linkedid"].rsplit("-", 1)[-1]] = v  # without the SystemName prefix
     return out
 
 
