@@ -45,6 +45,13 @@ class CoreSettings:
     )
     media_url_base: str | None = setting(None, "https URL under which media_dir is served; unset = inline audio")
     media_dir: Path | None = setting(None, "where referenced audio files are written (default: out)")
+    inline_max_mb: float | None = setting(
+        None,
+        "with media_url_base: audio up to this size stays inline, larger goes by reference (unset: all referenced)",
+    )
+    min_free_mb: float = setting(
+        64.0, "below this free space under state_dir/out, new calls are refused (503) and /readyz is 503"
+    )
     pbx_domain: str | None = setting(
         None, "SIP domain for parties known only by an internal extension, when the adapter has none (default: domain)"
     )
@@ -79,6 +86,10 @@ class CoreSettings:
     def __post_init__(self) -> None:
         if self.media_url_base is not None and not self.media_url_base.startswith("https://"):
             raise ConfigError("media_url_base", "must be an https:// URL (vCon core requires HTTPS)")
+        if self.inline_max_mb is not None and self.inline_max_mb <= 0:
+            raise ConfigError("inline_max_mb", "must be positive")
+        if self.min_free_mb < 0:
+            raise ConfigError("min_free_mb", "cannot be negative")
         for name in ("delivery_timeout_s", "retry_max_s", "shutdown_grace_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, "must be positive")

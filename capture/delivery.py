@@ -103,12 +103,11 @@ class Delivery:
 
     async def _deliver_one(self, sink: Sink, vcon_uuid: str) -> bool:
         """Deliver or dead-letter one vCon; False if it was already gone. Transient errors propagate."""
-        try:
-            data = await asyncio.to_thread(self.spool.read, vcon_uuid)
-        except FileNotFoundError:
+        path = self.spool.path(vcon_uuid)
+        if not path.exists():
             return False
         try:
-            await sink.deliver(vcon_uuid, data)
+            await sink.deliver(vcon_uuid, path)
         except PermanentDeliveryError as exc:
             log.error("delivery.dead_lettered", extra={"sink": sink.name, "reason": exc.reason})
             await asyncio.to_thread(self.spool.dead_letter, vcon_uuid, sink.name, exc.reason)

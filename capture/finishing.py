@@ -1,16 +1,25 @@
-"""Turning a finished conversation into vCon bytes, in worker processes.
+"""Turning a finished conversation into its vCon file, in worker processes.
 
 Rendering audio, base64, JSON and validation are CPU work that holds the GIL; done in the
 service's process they would stall the event loop that reads RTP, exactly when a burst of
 calls ends. So each finished call is built in a small process pool (forkserver: workers
 start from a clean, preloaded interpreter, not a fork of a process full of threads and
-sockets). A worker that dies does not lose the call: it is built again in a thread.
+sockets), and the worker writes the vCon straight into the spool's temporary file, streaming
+the audio through base64 (:mod:`capture.vconfile`): nothing of the size of the recording
+crosses a pipe or sits in memory. Signed and encrypted vCons are the exception: JOSE needs
+the whole payload, so they are built in memory (send long calls' audio by reference).
+
+A worker that dies, or a pool that cannot start, does not lose the call: it is built again in
+a thread. If building fails outright (a bug, unreadable media), the vCon is built without its
+media and says why in its capture notes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import io
+import json
 import logging
 import multiprocessing
 import os
@@ -25,12 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from capture.errors import MediaError
-from capture.mixdown import MediaPolicy, render_recordings
+from capture.mixdown import MediaPolicy, Rendered, render_recordings
 from capture.vcon.assemble import Conversation
 from capture.vcon.layout import lay_out
 from capture.vcon.model import dumps
 from capture.vcon.profile import Profile
 from capture.vcon.validate import problems
+from capture.vconfile import write_document
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +72,56 @@ def _sealer(sealing: Sealing) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return lambda doc: encrypt(signer.sign(doc), recipient)
 
 
+@dataclass(frozen=True, slots=True)
+class Built:
+    """What a build left in its target file."""
+
+    size: int
+    problems: list[str]
+
+
 def build_vcon(
-    conv: Conversation, updated_at: datetime, media: MediaPolicy, profile: Profile, sealing: Sealing | None
-) -> tuple[bytes, list[str]]:
-    """The finished vCon's bytes, and the problems validation found (it is emitted anyway)."""
+    conv: Conversation,
+    updated_at: datetime,
+    target: Path,
+    media: MediaPolicy,
+    profile: Profile,
+    sealing: Sealing | None,
+) -> Built:
+    """Write the finished vCon to ``target`` (fsynced); the problems validation found (it is emitted anyway).
+
+    OSError (a full disk) propagates: the caller retries once there is space.
+    """
     try:
-        contents = render_recordings(conv.uuid, conv.recordings, conv.party_keys, media)
+        rendered = render_recordings(conv.uuid, conv.recordings, conv.party_keys, media)
     except MediaError as exc:
         conv.note("media_error", str(exc))
-        contents = []
-    doc = lay_out(conv, contents, updated_at=updated_at, profile=profile).to_dict()
+        rendered = Rendered([], [], {})
+    for key, value in rendered.notes.items():
+        conv.note(key, value)
+    doc = lay_out(conv, rendered.contents, updated_at=updated_at, profile=profile).to_dict()
     found = problems(doc)
-    if sealing is not None:
-        doc = _sealer(sealing)(doc)
-    return dumps(doc), found
+    text = dumps(doc)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        if sealing is None:
+            size = write_document(text, rendered.bodies, out)
+        else:
+            whole = io.BytesIO()
+            write_document(text, rendered.bodies, whole)
+            sealed = dumps(_sealer(sealing)(json.loads(whole.getvalue())))
+            out.write(sealed)
+            size = len(sealed)
+        out.flush()
+        os.fsync(out.fileno())
+    return Built(size, found)
+
+
+def build_without_media(conv: Conversation, updated_at: datetime, target: Path, profile: Profile, why: str) -> Built:
+    """The last resort when building failed: the call's facts without its audio, and why."""
+    conv.note("build_error", why)
+    conv.recordings.clear()
+    return build_vcon(conv, updated_at, target, MediaPolicy(), profile, None)
 
 
 def _exit_with(service_pid: int) -> None:
@@ -98,6 +144,7 @@ class VconBuilder:
 
     def __init__(self, media: MediaPolicy, profile: Profile, sealing: Sealing | None, workers: int) -> None:
         self._args = (media, profile, sealing)
+        self.profile = profile
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._slots = asyncio.Semaphore(workers)
@@ -111,16 +158,35 @@ class VconBuilder:
             )
         return self._pool
 
-    async def build(self, conv: Conversation, updated_at: datetime) -> tuple[bytes, list[str]]:
-        """The vCon of a finished call (``updated_at``: when it was built)."""
+    async def build(self, conv: Conversation, updated_at: datetime, target: Path) -> Built:
+        """The vCon of a finished call written to ``target`` (``updated_at``: when it was built).
+
+        OSError means the disk refused; any other failure falls back to a thread, then to a vCon
+        without media, so a call is never lost to a bug in building it.
+        """
         loop = asyncio.get_running_loop()
         async with self._slots:
             try:
-                return await loop.run_in_executor(self._executor(), build_vcon, conv, updated_at, *self._args)
-            except BrokenProcessPool:
-                log.error("pipeline.worker_died", extra={"call_id": conv.call_id})
+                return await loop.run_in_executor(self._executor(), build_vcon, conv, updated_at, target, *self._args)
+            except OSError:
+                raise
+            except (BrokenProcessPool, RuntimeError) as exc:
+                log.error("pipeline.worker_failed", extra={"call_id": conv.call_id, "error": str(exc)})
                 self._pool = None
-                return await asyncio.to_thread(build_vcon, conv, updated_at, *self._args)
+            except Exception as exc:
+                log.error("pipeline.build_failed", extra={"call_id": conv.call_id, "error": repr(exc)}, exc_info=True)
+                return await asyncio.to_thread(
+                    build_without_media, conv, updated_at, target, self.profile, f"{type(exc).__name__}: {exc}"
+                )
+            try:
+                return await asyncio.to_thread(build_vcon, conv, updated_at, target, *self._args)
+            except OSError:
+                raise
+            except Exception as exc:
+                log.error("pipeline.build_failed", extra={"call_id": conv.call_id, "error": repr(exc)}, exc_info=True)
+                return await asyncio.to_thread(
+                    build_without_media, conv, updated_at, target, self.profile, f"{type(exc).__name__}: {exc}"
+                )
 
     def close(self) -> None:
         if self._pool is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -35,6 +35,18 @@ class Metrics:
             "vcon_capture_rtp_packets_received", "RTP packets received", ["adapter"], registry=r
         )
         self.rtp_lost = Counter("vcon_capture_rtp_packets_lost", "RTP packets never received", ["adapter"], registry=r)
+        self.disk_free = Gauge(
+            "vcon_capture_disk_free_bytes", "Free space under a directory the service writes", ["path"], registry=r
+        )
+        self.disk_low = Gauge(
+            "vcon_capture_disk_low", "1 while free space is below min_free_mb (calls refused)", registry=r
+        )
+        self.write_failures = Counter(
+            "vcon_capture_write_failures", "Writes the disk refused (retried later)", ["what"], registry=r
+        )
+        self.audio_lost = Counter(
+            "vcon_capture_audio_lost_seconds", "Audio dropped because the disk refused it for too long", registry=r
+        )
         self.end_to_vcon = Histogram(
             "vcon_capture_end_to_vcon_seconds",
             "Time from the end of a call (BYE, hangup, last participant gone) to its vCon in the spool",

@@ -1,31 +1,45 @@
-"""Turns a call's recorded files into the content of its recording dialogs.
+"""Turns a call's recorded files into the content of its recording dialogs, in bounded memory.
 
 Per-party mono streams (SIP legs, WebRTC participants) become, by layout, either one WAV
 with a channel per party aligned on each stream's wall-clock start (``channels``), or one
 file per stream tied by a recording-set (``files``). Files an adapter recorded whole (e.g.
-an Asterisk MixMonitor WAV) are kept byte for byte. Content is inlined as base64url, or,
-with a media base URL, written beside the vCon and referenced with url + content_hash.
+an Asterisk MixMonitor WAV) are kept byte for byte. Content is inlined as base64url
+(streamed into the vCon file by :mod:`capture.vconfile`), or, with a media base URL, written
+beside the vCon (streamed, hashed on the way) and referenced with url + content_hash.
+
+Nothing holds a whole recording: the mix is produced a chunk of frames at a time from the
+sources (read with ``pread`` at their offsets), so a two-hour call costs what a short one does.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import soundfile as sf
 
-from capture.atomic import write_atomic
 from capture.errors import MediaError
 from capture.events import MediaRecorded
-from capture.vcon.content import b64url, content_hash
+from capture.vcon.content import b64url
 from capture.vcon.layout import RecordingContent
 from capture.vcon.model import Content
+from capture.vconfile import BodyTokens, StreamedBody
+from capture.wavfile import SAMPLE_BYTES, PcmLayout, header, pcm_layout
+
+log = logging.getLogger(__name__)
 
 Layout = Literal["channels", "files"]
+MIX_FRAMES = 32_768
+"Frames mixed per step."
+LARGE_INLINE_BYTES = 100_000_000
+"Inline audio past this size is worth a warning (a conserver takes it, but slowly and whole)."
+FILE_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,88 +49,233 @@ class MediaPolicy:
     "https base URL under which ``media_dir`` is served; None inlines the audio."
     media_dir: Path | None = None
     "Where referenced files are written."
+    inline_max_bytes: int | None = None
+    """With a media location: audio up to this size stays inline, larger goes by reference
+    (None: all audio by reference). Without one, audio past it (or past 100 MB) is inlined with a warning."""
+
+    @property
+    def can_reference(self) -> bool:
+        return self.url_base is not None and self.media_dir is not None
+
+    def by_reference(self, size: int) -> bool:
+        if not self.can_reference:
+            return False
+        return self.inline_max_bytes is None or size > self.inline_max_bytes
+
+    def too_large_inline(self, size: int) -> bool:
+        return not self.can_reference and size > (self.inline_max_bytes or LARGE_INLINE_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A call's recording contents, and the bodies to stream into the vCon for the inline ones."""
+
+    contents: list[RecordingContent]
+    bodies: list[StreamedBody]
+    notes: dict[str, object]
+
+
+class PcmSource:
+    """One recorded stream's PCM, read a slice at a time (channel 0 of its file)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.layout: PcmLayout = pcm_layout(Path(path))
+
+    @property
+    def rate(self) -> int:
+        return self.layout.sample_rate
+
+    @property
+    def frames(self) -> int:
+        return self.layout.frames
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        """Frames [start, start + count) of channel 0 (clipped to the file), as int16."""
+        start, end = max(start, 0), min(start + count, self.frames)
+        if end <= start:
+            return np.zeros(0, dtype=np.int16)
+        block = self.layout.channels * SAMPLE_BYTES
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                raw = os.pread(fd, (end - start) * block, self.layout.data_offset + start * block)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise MediaError(f"cannot read {Path(self.path).name}: {exc.strerror}") from None
+        pcm = np.frombuffer(raw[: len(raw) - len(raw) % block], dtype="<i2")
+        return pcm.reshape(-1, self.layout.channels)[:, 0]
+
+
+@dataclass(slots=True)
+class _Placed:
+    channel: int
+    offset: int
+    "Output frame of the stream's first sample."
+    source: PcmSource
+    ratio: float
+    "Input frames per output frame."
+
+    def frames_out(self) -> int:
+        return int(round(self.source.frames / self.ratio))
+
+    def slice(self, a: int, b: int) -> tuple[int, np.ndarray]:
+        """(first output frame, samples) of this stream within output frames [a, b)."""
+        lo, hi = max(a, self.offset), min(b, self.offset + self.frames_out())
+        if hi <= lo:
+            return lo, np.zeros(0, dtype=np.int16)
+        if self.ratio == 1.0:
+            return lo, self.source.read(lo - self.offset, hi - lo)
+        wanted = (np.arange(lo, hi) - self.offset) * self.ratio
+        first = int(wanted[0])
+        pcm = self.source.read(first, int(wanted[-1]) - first + 2).astype(np.float64)
+        return lo, np.interp(wanted - first, np.arange(len(pcm)), pcm).astype(np.int16)
+
+
+@dataclass(frozen=True, slots=True)
+class _Mix:
+    """A mixed multi-channel WAV, produced on demand."""
+
+    placed: list[_Placed]
+    channels: int
+    rate: int
+    frames: int
+
+    @property
+    def size(self) -> int:
+        return 44 + self.frames * self.channels * SAMPLE_BYTES
+
+    def chunks(self) -> Iterator[bytes]:
+        yield header(self.rate, self.channels, self.frames)
+        for a in range(0, self.frames, MIX_FRAMES):
+            b = min(a + MIX_FRAMES, self.frames)
+            mix = np.zeros((b - a, self.channels), dtype=np.int32)
+            for p in self.placed:
+                lo, pcm = p.slice(a, b)
+                mix[lo - a : lo - a + len(pcm), p.channel] += pcm
+            yield np.clip(mix, -32768, 32767).astype("<i2").tobytes()
 
 
 def _is_party_stream(rec: MediaRecorded) -> bool:
     return len(rec.channels) == 1 and len(rec.channels[0]) == 1 and rec.mediatype == "audio/x-wav"
 
 
-def _read_pcm(path: str) -> tuple[np.ndarray, int]:
-    try:
-        data, rate = sf.read(path, dtype="int16", always_2d=True)
-    except (sf.LibsndfileError, OSError) as exc:
-        raise MediaError(f"cannot read {path}: {exc}") from None
-    return data[:, 0], rate
-
-
-def _resample(pcm: np.ndarray, src: int, dst: int) -> np.ndarray:
-    if src == dst or not len(pcm):
-        return pcm
-    n = int(round(len(pcm) * dst / src))
-    return np.interp(np.arange(n) * (src / dst), np.arange(len(pcm)), pcm.astype(np.float64)).astype(np.int16)
-
-
-def mix_channels(recordings: list[MediaRecorded], party_order: list[str]) -> tuple[bytes, datetime, float, list[str]]:
-    """One WAV, a channel per party (join order), streams placed at their wall-clock start.
-
-    Returns (WAV bytes, start of the first sample, duration in s, party key per channel).
-    """
-    streams = [(rec, *_read_pcm(rec.path)) for rec in recordings]
-    rate = max(r for _, _, r in streams)
+def mix_channels(recordings: list[MediaRecorded], party_order: list[str]) -> tuple[_Mix, datetime, list[str]]:
+    """One WAV, a channel per party (join order), streams placed at their wall-clock start."""
+    sources = [(rec, PcmSource(rec.path)) for rec in recordings]
+    rate = max(src.rate for _, src in sources)
     keys = [k for k in party_order if any(rec.channels[0][0] == k for rec in recordings)]
     start = min(rec.started_at for rec in recordings)
-    placed: list[tuple[int, int, np.ndarray]] = []
-    for rec, pcm, src_rate in streams:
-        offset = int(round((rec.started_at - start).total_seconds() * rate))
-        placed.append((keys.index(rec.channels[0][0]), offset, _resample(pcm, src_rate, rate)))
-    length = max(offset + len(pcm) for _, offset, pcm in placed)
-    mix = np.zeros((length, len(keys)), dtype=np.int32)
-    for channel, offset, pcm in placed:
-        mix[offset : offset + len(pcm), channel] += pcm
-    out = io.BytesIO()
-    sf.write(out, np.clip(mix, -32768, 32767).astype(np.int16), rate, subtype="PCM_16", format="WAV")
-    return out.getvalue(), start, length / rate, keys
+    placed = [
+        _Placed(
+            channel=keys.index(rec.channels[0][0]),
+            offset=int(round((rec.started_at - start).total_seconds() * rate)),
+            source=src,
+            ratio=src.rate / rate,
+        )
+        for rec, src in sources
+    ]
+    frames = max((p.offset + p.frames_out() for p in placed), default=0)
+    return _Mix(placed, len(keys), rate, frames), start, keys
 
 
-def _content(data: bytes, filename: str, policy: MediaPolicy) -> Content:
-    if policy.url_base is None or policy.media_dir is None:
-        return Content(body=b64url(data), encoding="base64url")
-    write_atomic(policy.media_dir / filename, data)
-    return Content(url=policy.url_base.rstrip("/") + "/" + filename, content_hash=content_hash(data))
+def _file_chunks(path: str) -> Callable[[], Iterator[bytes]]:
+    def chunks() -> Iterator[bytes]:
+        try:
+            with open(path, "rb") as f:
+                while data := f.read(FILE_CHUNK):
+                    yield data
+        except OSError as exc:
+            raise MediaError(f"cannot read {Path(path).name}: {exc.strerror}") from None
+
+    return chunks
+
+
+def _write_media(policy: MediaPolicy, filename: str, chunks: Iterator[bytes]) -> str:
+    """Write a referenced file (temp, fsync, rename) and return its content_hash. OSError if the disk refuses."""
+    assert policy.media_dir is not None
+    target = policy.media_dir / filename
+    tmp = target.with_name(f".{filename}.tmp")
+    digest = hashlib.sha512()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for data in chunks:
+                digest.update(data)
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return "sha512-" + b64url(digest.digest())
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    chunks: Callable[[], Iterator[bytes]]
+    size: int
+    start: datetime
+    duration_s: float
+    channels: tuple[tuple[str, ...], ...]
+    mediatype: str
+    ext: str
 
 
 def render_recordings(
     vcon_uuid: str, recordings: list[MediaRecorded], party_order: list[str], policy: MediaPolicy
-) -> list[RecordingContent]:
+) -> Rendered:
     """The recording contents of a call, in the order their dialogs should appear."""
     streams = [r for r in recordings if _is_party_stream(r)]
     whole = [r for r in recordings if not _is_party_stream(r)]
-    pieces: list[tuple[bytes, datetime, float, tuple[tuple[str, ...], ...], str, str]] = []
+    pieces: list[_Piece] = []
     if streams and policy.layout == "channels":
-        data, start, duration, keys = mix_channels(streams, party_order)
-        pieces.append((data, start, duration, tuple((k,) for k in keys), "audio/x-wav", "wav"))
+        mix, start, keys = mix_channels(streams, party_order)
+        pieces.append(
+            _Piece(mix.chunks, mix.size, start, mix.frames / mix.rate, tuple((k,) for k in keys), "audio/x-wav", "wav")
+        )
     else:
-        for rec in streams:
-            data = Path(rec.path).read_bytes()
-            pieces.append((data, rec.started_at, rec.duration_s, rec.channels, rec.mediatype, "wav"))
+        whole = streams + whole
     for rec in whole:
         try:
-            data = Path(rec.path).read_bytes()
+            size = Path(rec.path).stat().st_size
         except OSError as exc:
-            raise MediaError(f"cannot read {rec.path}: {exc.strerror}") from None
+            raise MediaError(f"cannot read {Path(rec.path).name}: {exc.strerror}") from None
         ext = Path(rec.path).suffix.lstrip(".") or "bin"
-        pieces.append((data, rec.started_at, rec.duration_s, rec.channels, rec.mediatype, ext))
-    contents = []
-    for i, (data, start, duration, channels, mediatype, ext) in enumerate(pieces):
-        filename = f"{vcon_uuid}.{ext}" if len(pieces) == 1 else f"{vcon_uuid}-{i}.{ext}"
+        pieces.append(
+            _Piece(_file_chunks(rec.path), size, rec.started_at, rec.duration_s, rec.channels, rec.mediatype, ext)
+        )
+    tokens = BodyTokens()
+    contents: list[RecordingContent] = []
+    bodies: list[StreamedBody] = []
+    notes: dict[str, object] = {}
+    for i, piece in enumerate(pieces):
+        filename = f"{vcon_uuid}.{piece.ext}" if len(pieces) == 1 else f"{vcon_uuid}-{i}.{piece.ext}"
+        if policy.by_reference(piece.size):
+            assert policy.url_base is not None
+            url = f"{policy.url_base.rstrip('/')}/{filename}"
+            content = Content(url=url, content_hash=_write_media(policy, filename, piece.chunks()))
+        else:
+            token = tokens.next()
+            bodies.append(StreamedBody(token, piece.chunks, piece.size))
+            content = Content(body=token, encoding="base64url")
         contents.append(
             RecordingContent(
-                start=start,
-                duration_s=duration,
-                channels=channels,
-                content=_content(data, filename, policy),
-                mediatype=mediatype,
+                start=piece.start,
+                duration_s=piece.duration_s,
+                channels=piece.channels,
+                content=content,
+                mediatype=piece.mediatype,
                 filename=filename,
             )
         )
-    return contents
+    inline_large = [p for p in pieces if policy.too_large_inline(p.size)]
+    if inline_large:
+        megabytes = round(sum(p.size for p in inline_large) / 1e6, 1)
+        notes["large_inline_audio"] = (
+            f"{megabytes} MB of audio inline; set media_url_base and media_dir to send it by reference"
+        )
+        log.warning("mixdown.large_inline_audio", extra={"megabytes": megabytes})
+    return Rendered(contents, bodies, notes)

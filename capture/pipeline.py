@@ -8,8 +8,12 @@ Theory of operation:
    (:mod:`capture.recovery`).
 2. Every later event of the call is journaled and fed to its :class:`Conversation`.
 3. ``CallEnded`` closes the call's recordings; the :class:`VconBuilder` builds the vCon in a
-   worker process; it is written to the spool, and only then is the working directory
-   removed and :class:`Delivery` woken: a vCon is on disk before any sink sees it.
+   worker process, straight into the spool; only then is the working directory removed and
+   :class:`Delivery` woken: a vCon is on disk before any sink sees it.
+4. A full disk loses nothing and blocks nothing: recordings and journals hold what the disk
+   refuses (bounded), a finished call waits (in memory, its directory kept for recovery)
+   until its audio is on disk and its vCon is spooled, retrying with backoff; below the
+   free-space floor (:class:`DiskGuard`) no new call is accepted.
 
 The pipeline implements :class:`capture.adapter.Capture`, the face adapters see.
 """
@@ -17,6 +21,7 @@ The pipeline implements :class:`capture.adapter.Capture`, the face adapters see.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import shutil
 from collections import OrderedDict
@@ -28,6 +33,7 @@ from capture.adapter import ResumedCall
 from capture.atomic import ensure_dir
 from capture.clock import SYSTEM, Clock
 from capture.delivery import Delivery
+from capture.diskguard import DiskGuard
 from capture.errors import LocalProtocolError
 from capture.events import CallEnded, CallStarted, CaptureEvent
 from capture.finishing import Sealing, VconBuilder
@@ -46,6 +52,8 @@ log = logging.getLogger(__name__)
 
 BUILD_WORKERS = 2
 "Worker processes building vCons from finished calls."
+RETRY_MAX_S = 5.0
+"Longest wait between two tries at spooling a finished call while the disk refuses."
 RECENT_UUIDS = 10_000
 "How many call ids :meth:`Pipeline.vcon_uuid` still answers for after their call ended."
 
@@ -76,6 +84,7 @@ class Pipeline:
         build_workers: int = BUILD_WORKERS,
         finished_dirs: tuple[Path, ...] = (),
         profile: Profile | None = None,
+        min_free_bytes: int = 0,
     ) -> None:
         self.calls_dir = ensure_dir(state_dir / "calls")
         self.domain = domain
@@ -85,6 +94,8 @@ class Pipeline:
         self.metrics.watch(active_calls=self.active_calls_by_source, spool_depth=spool.depth)
         self.delivery = Delivery(spool, sinks, metrics=self.metrics, retry_max_s=retry_max_s, clock=clock)
         self._builder = VconBuilder(media, profile or Profile(default_domain=domain), sealing, build_workers)
+        watched = [state_dir, spool.root, *finished_dirs, *([media.media_dir] if media.media_dir else [])]
+        self.disk = DiskGuard(watched, min_free_bytes, self.metrics)
         self._finished_dirs = (*finished_dirs, spool.outbox)
         self._accepting = True
         self._calls: dict[str, _Call] = {}
@@ -98,7 +109,8 @@ class Pipeline:
 
     @property
     def accepting(self) -> bool:
-        return self._accepting
+        """Taking new calls: not shutting down, and the disk above its free-space floor."""
+        return self._accepting and not self.disk.low
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -198,7 +210,7 @@ class Pipeline:
             return
         self._sequence += 1  # events are handled on the loop thread only (emit hands them over)
         vcon_uuid = uuid8_for(self.domain, event.at, self._sequence)
-        directory = ensure_dir(self.calls_dir / vcon_uuid)
+        directory = self.calls_dir / vcon_uuid  # created by the first write that succeeds
         journal = CallJournal(directory)
         journal.started(vcon_uuid, event)
         self._register(_Call(Conversation(vcon_uuid, event), directory, journal))
@@ -216,26 +228,76 @@ class Pipeline:
     def _finish(self, call: _Call) -> None:
         assert self._loop is not None
         with call_scope(call.conversation.uuid):
-            task = self._loop.create_task(self.finish_conversation(call.conversation, call.directory))
+            task = self._loop.create_task(
+                self.finish_conversation(call.conversation, call.directory, call.recordings, call.journal)
+            )
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
 
-    async def finish_conversation(self, conv: Conversation, directory: Path) -> None:
-        """Build and spool one finished call's vCon (built in a worker process); then deliver."""
+    async def finish_conversation(
+        self,
+        conv: Conversation,
+        directory: Path,
+        recordings: list[StreamRecording] | None = None,
+        journal: CallJournal | None = None,
+    ) -> None:
+        """Build and spool one finished call's vCon (built in a worker process); then deliver.
+
+        While the disk refuses (the call's audio, the vCon), it waits and tries again: the call
+        is never dropped, and its directory stays for recovery should the process die meanwhile.
+        """
         ended_at = conv.ended.at if conv.ended else self.now()
-        data, found = await self._builder.build(conv, self.now())
-        for problem in found:
+        delay, refusals = 0.25, 0
+        while True:
+            try:
+                self._settle(conv, recordings or [])
+                built = await self._builder.build(conv, self.now(), self.spool.reserve(conv.uuid))
+                await asyncio.to_thread(self.spool.commit, conv.uuid)
+                break
+            except OSError as exc:
+                refusals += 1
+                self.metrics.write_failures.labels("vcon").inc()
+                if refusals == 1 or refusals % 20 == 0:
+                    log.warning(
+                        "pipeline.vcon_waits_for_disk",
+                        extra={"call_id": conv.call_id, "error": exc.strerror or str(exc), "tries": refusals},
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+        if journal is not None and journal.dropped:
+            self.metrics.write_failures.labels("journal").inc(journal.dropped)
+        for problem in built.problems:
             log.error("pipeline.vcon_invalid", extra={"problem": problem})
-        await asyncio.to_thread(self.spool.put, conv.uuid, data)
         latency = (self.now() - ended_at).total_seconds()
         log.info(
             "pipeline.vcon_spooled",
-            extra={"call_id": conv.call_id, "problems": len(found), "latency_s": round(latency, 3)},
+            extra={
+                "call_id": conv.call_id,
+                "problems": len(built.problems),
+                "bytes": built.size,
+                "latency_s": round(latency, 3),
+            },
         )
         self.metrics.vcons_emitted.labels(conv.source).inc()
         self.metrics.end_to_vcon.labels(conv.source).observe(max(latency, 0.0))
         self.delivery.wake()
         await asyncio.to_thread(shutil.rmtree, directory, True)
+
+    def _settle(self, conv: Conversation, recordings: list[StreamRecording]) -> None:
+        """Every recording of the call on disk (OSError while the disk refuses); losses noted in the vCon."""
+        unsettled = [rec for rec in recordings if not rec.settle()]
+        if unsettled:
+            raise OSError(errno.ENOSPC, unsettled[0].last_error or "recording not written")
+        lost = {rec.stream_id: round(rec.lost_s, 3) for rec in recordings if rec.lost_samples}
+        failures = sum(rec.write_errors for rec in recordings)
+        if failures:
+            self.metrics.write_failures.labels("recording").inc(failures)
+        if lost:
+            self.metrics.audio_lost.inc(sum(lost.values()))
+            conv.note(
+                "audio_lost_disk_full",
+                {"seconds": lost, "why": "the disk refused writes for too long: silence at the true place"},
+            )
 
     # -- recovery ---------------------------------------------------------------------
 
@@ -260,6 +322,7 @@ class Pipeline:
     async def start(self) -> None:
         """Bind to the running loop and start delivering (the spool's leftovers first)."""
         self._loop = asyncio.get_running_loop()
+        self.disk.start()
         self.delivery.start()
 
     def stop_accepting(self) -> None:
@@ -282,5 +345,6 @@ class Pipeline:
         return await self.delivery.wait_empty(deadline)
 
     async def aclose(self) -> None:
+        await self.disk.aclose()
         await self.delivery.aclose()
         await asyncio.to_thread(self._builder.close)

@@ -1,30 +1,47 @@
-"""Timestamp-true recording of one stream into a mono 16-bit WAV.
+"""Timestamp-true recording of one stream into a mono 16-bit WAV, safe when the disk is full.
 
 Adapters hand over decoded PCM with its sample position (from RTP or frame timestamps,
 counted from the stream's first sample); the recording fills every gap with silence and
 drops samples that arrive for a position already written, so the file's length is the
-stream's true duration and every leg stays aligned with the others. Audio is buffered and
-written at least once a second, so a killed process leaves at most a second unwritten.
+stream's true duration and every leg stays aligned with the others.
+
+Audio is buffered and written at least once a second (a killed process leaves at most a
+second unwritten), at the exact offset it belongs to. When a write fails (disk full, quota,
+I/O error) nothing moves in time: the audio stays in memory and is written when space
+returns; past ``backlog_s`` seconds held, the oldest audio is dropped and becomes silence
+owed at its true place (written as zeros once space returns), and :attr:`lost_s` says how
+much. The WAV header's sizes are patched when the recording closes; :meth:`settle` retries
+whatever could not be written yet.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from capture.clock import SYSTEM, Clock
 from capture.errors import MediaError
 from capture.events import MediaRecorded
+from capture.wavfile import HEADER_BYTES, SAMPLE_BYTES, header, repair
 
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
 MAX_GAP_SECONDS = 3600.0
+BACKLOG_SECONDS = 60.0
+"Audio held in memory per stream while the disk refuses writes, before the oldest is dropped."
+ZEROS = np.zeros(8000, dtype=np.int16)
+
+
+def repair_wav(path: Path) -> int:
+    """Make a WAV whose writer was killed readable (see :func:`capture.wavfile.repair`); returns its frames."""
+    return repair(path)
 
 
 class StreamRecording:
@@ -41,6 +58,7 @@ class StreamRecording:
         clock: Clock = SYSTEM,
         on_start: Callable[[StreamRecording], None] | None = None,
         on_close: Callable[[MediaRecorded], None] | None = None,
+        backlog_s: float = BACKLOG_SECONDS,
     ) -> None:
         self.path = path
         self.sample_rate = sample_rate
@@ -52,14 +70,24 @@ class StreamRecording:
         self._clock = clock
         self._on_start = on_start
         self._on_close = on_close
-        self._pending: list[np.ndarray] = []
+        self._backlog = int(backlog_s * sample_rate)
+        self._pending: list[np.ndarray | int] = []
+        "Audio not on disk yet, in order; an int is that many samples of silence owed."
         self._pending_samples = 0
+        self._pending_audio = 0
         self._written = 0
+        "Samples placed (logical length, silence included)."
+        self._on_disk = 0
+        "Samples in the file, after the header."
+        self._fd: int | None = None
+        self._header_ok = False
         self._closed = False
-        try:
-            self._file = sf.SoundFile(path, "w", samplerate=sample_rate, channels=1, subtype="PCM_16", format="WAV")
-        except (sf.LibsndfileError, OSError) as exc:
-            raise MediaError(f"cannot create {path}: {exc}") from None
+        self.lost_samples = 0
+        "Audio dropped because the disk refused it for too long (now silence in the file)."
+        self.write_errors = 0
+        self.last_error: str | None = None
+        self._retry_at = 0
+        "After a refused write, the next attempt waits for this many placed samples (one more second)."
 
     @property
     def samples(self) -> int:
@@ -69,6 +97,15 @@ class StreamRecording:
     @property
     def duration_s(self) -> float:
         return self._written / self.sample_rate
+
+    @property
+    def lost_s(self) -> float:
+        return self.lost_samples / self.sample_rate
+
+    @property
+    def settled(self) -> bool:
+        """Everything placed is in the file (and, once closed, the header says so)."""
+        return not self._pending and (self._header_ok or self.started_at is None)
 
     def write_at(self, position: int, pcm: np.ndarray, *, at: datetime | None = None) -> None:
         """Place ``pcm`` (int16 mono) at sample ``position``; ``at`` anchors sample 0 on first use."""
@@ -83,7 +120,7 @@ class StreamRecording:
             gap = position - self._written
             if gap > MAX_GAP_SECONDS * self.sample_rate:
                 raise MediaError(f"{self.stream_id}: gap of {gap / self.sample_rate:.0f} s refused")
-            self._queue(np.zeros(gap, dtype=np.int16))
+            self._queue(gap)
         elif position < self._written:
             pcm = pcm[self._written - position :]
         if len(pcm):
@@ -98,33 +135,128 @@ class StreamRecording:
         if self.started_at is not None and position > self._written:
             self.write_at(position, np.zeros(0, dtype=np.int16))
 
-    def _queue(self, pcm: np.ndarray) -> None:
-        self._pending.append(pcm)
-        self._pending_samples += len(pcm)
-        self._written += len(pcm)
-        if self._pending_samples >= FLUSH_SECONDS * self.sample_rate:
+    def _queue(self, item: np.ndarray | int) -> None:
+        n = item if isinstance(item, int) else len(item)
+        if isinstance(item, int) and self._pending and isinstance(self._pending[-1], int):
+            self._pending[-1] += item
+        else:
+            self._pending.append(item)
+        self._pending_samples += n
+        if not isinstance(item, int):
+            self._pending_audio += n
+        self._written += n
+        if self._pending_samples >= FLUSH_SECONDS * self.sample_rate and self._written >= self._retry_at:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Write what is pending; False if the disk refused (it stays pending, bounded)."""
         if not self._pending:
+            return True
+        try:
+            self._write_pending()
+        except OSError as exc:
+            self._refused(exc)
+            return False
+        return True
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        return self._fd
+
+    def _write_pending(self) -> None:
+        fd = self._open()
+        if not self._header_ok:
+            _pwrite_all(fd, header(self.sample_rate, 1, 0), 0)
+            self._header_ok = True
+        while self._pending:
+            item = self._pending[0]
+            if isinstance(item, int):
+                while item:
+                    n = min(item, len(ZEROS))
+                    _pwrite_all(fd, ZEROS[:n].tobytes(), HEADER_BYTES + self._on_disk * SAMPLE_BYTES)
+                    self._on_disk += n
+                    item -= n
+                    self._pending[0] = item
+                    self._pending_samples -= n
+                self._pending.pop(0)
+                continue
+            # sf.write-style: the bytes reach the kernel (all a SIGKILL needs); fsync per stream per
+            # second on the event loop would cost more than the RTP it stalls.
+            _pwrite_all(fd, item.tobytes(), HEADER_BYTES + self._on_disk * SAMPLE_BYTES)
+            self._on_disk += len(item)
+            self._pending_samples -= len(item)
+            self._pending_audio -= len(item)
+            self._pending.pop(0)
+
+    def _refused(self, exc: OSError) -> None:
+        self.write_errors += 1
+        self._retry_at = self._written + int(FLUSH_SECONDS * self.sample_rate)
+        first = self.last_error is None
+        self.last_error = exc.strerror or str(exc)
+        if first or self.write_errors % 60 == 0:
+            log.warning(
+                "recording.write_failed",
+                extra={"stream_id": self.stream_id, "error": self.last_error, "held_s": round(self._held_s(), 1)},
+            )
+        while self._pending_audio > self._backlog:
+            self._drop_oldest_audio()
+
+    def _held_s(self) -> float:
+        return self._pending_samples / self.sample_rate
+
+    def _drop_oldest_audio(self) -> None:
+        """The oldest held audio becomes silence owed at the same place (the timeline keeps its length)."""
+        for i, item in enumerate(self._pending):
+            if isinstance(item, int):
+                continue
+            self._pending[i] = len(item)
+            self._pending_audio -= len(item)
+            self.lost_samples += len(item)
+            merged: list[np.ndarray | int] = []
+            for piece in self._pending:
+                if isinstance(piece, int) and merged and isinstance(merged[-1], int):
+                    merged[-1] += piece
+                else:
+                    merged.append(piece)
+            self._pending = merged
             return
-        data = np.concatenate(self._pending)
-        self._pending.clear()
-        self._pending_samples = 0
-        # sf.write hands the bytes to the kernel (libsndfile does not buffer), which is all a
-        # SIGKILL needs; SoundFile.flush() would fsync, per stream per second, on the event loop.
-        self._file.write(data)
+
+    def settle(self) -> bool:
+        """Try again to put everything on disk (and, once closed, finalise the header); True when done."""
+        if not self.flush():
+            return False
+        if self._closed and self.started_at is not None:
+            try:
+                self._finish_header()
+            except OSError as exc:
+                self._refused(exc)
+                return False
+        return True
+
+    def _finish_header(self) -> None:
+        fd = self._open()
+        _pwrite_all(fd, header(self.sample_rate, 1, self._on_disk), 0)
+        self._header_ok = True
+        os.close(fd)
+        self._fd = None
 
     def close(self, at: datetime | None = None) -> MediaRecorded | None:
-        """Finish the file; returns (and reports) the MediaRecorded event, None if nothing was heard."""
+        """Finish the file; returns (and reports) the MediaRecorded event, None if nothing was heard.
+
+        If the disk still refuses, the audio stays held: :meth:`settle` finishes the file later.
+        """
         if self._closed:
             return None
         self._closed = True
-        self.flush()
-        self._file.close()
         if self.started_at is None:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
             self.path.unlink(missing_ok=True)
             return None
+        self.settle()
         event = MediaRecorded(
             call_id=self.call_id,
             at=at or self._clock.now(),
@@ -139,32 +271,11 @@ class StreamRecording:
         return event
 
 
-def repair_wav(path: Path) -> int:
-    """Make a WAV whose writer was killed readable: fix the RIFF and data sizes from the
-    file's real length (dropping a torn last frame). Returns the number of frames."""
-    with path.open("r+b") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            raise MediaError(f"{path} is not a WAV file")
-        size = f.seek(0, 2)
-        pos, block_align, data_start = 12, 0, 0
-        while pos + 8 <= size:
-            f.seek(pos)
-            chunk, length = f.read(4), int.from_bytes(f.read(4), "little")
-            if chunk == b"fmt ":
-                fmt = f.read(16)
-                block_align = int.from_bytes(fmt[12:14], "little")
-            if chunk == b"data":
-                data_start = pos + 8
-                break
-            pos += 8 + length + (length & 1)
-        if not data_start or not block_align:
-            raise MediaError(f"{path} has no fmt or data chunk")
-        frames = (size - data_start) // block_align
-        data_bytes = frames * block_align
-        f.truncate(data_start + data_bytes)
-        f.seek(4)
-        f.write((data_start + data_bytes - 8).to_bytes(4, "little"))
-        f.seek(data_start - 4)
-        f.write(data_bytes.to_bytes(4, "little"))
-    return frames
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, "short write")
+        view = view[n:]
+        offset += n

@@ -108,13 +108,31 @@ async def midcall(capture: Capture, call_id: str) -> None:
         await asyncio.sleep(FRAME / RATE)
 
 
-SCENARIOS = {"answered": answered, "busy": busy, "transfer": transfer, "midcall": midcall}
+async def timed(capture: Capture, call_id: str, seconds: float, seed: int) -> None:
+    """A call of ``seconds`` of one party's audio (``pcm(seconds, seed)``), played in real time, then hung up."""
+    now = capture.now
+    capture.emit(ev.CallStarted(call_id=call_id, at=now(), source="scripted"))
+    capture.emit(ev.PartyJoined(call_id=call_id, at=now(), party="alice", tel=f"+1555123000{seed}"))
+    capture.emit(ev.CallAnswered(call_id=call_id, at=now()))
+    rec = capture.open_recording(call_id, "alice-leg", "alice", RATE)
+    audio = pcm(seconds, seed)
+    print(f"call started {capture.vcon_uuid(call_id)}", flush=True)
+    t0 = asyncio.get_running_loop().time()
+    for i in range(len(audio) // FRAME):
+        rec.write_at(i * FRAME, audio[i * FRAME : (i + 1) * FRAME], at=now())
+        await asyncio.sleep(max(0.0, t0 + (i + 1) * FRAME / RATE - asyncio.get_running_loop().time()))
+    capture.emit(ev.CallEnded(call_id=call_id, at=now()))
+
+
+SCENARIOS = {"answered": answered, "busy": busy, "transfer": transfer, "midcall": midcall, "timed": timed}
 
 
 @dataclass(frozen=True)
 class ScriptedSettings:
     scenario: str = setting("answered", "scenario to play: " + ", ".join(SCENARIOS))
     calls: int = setting(1, "how many calls to play")
+    call_seconds: float = setting(10.0, "timed: seconds of audio per call")
+    gap_s: float = setting(0.0, "timed: seconds between the starts of two calls (0: one after the other)")
 
 
 class ScriptedAdapter(Adapter):
@@ -126,8 +144,16 @@ class ScriptedAdapter(Adapter):
         self._task = asyncio.create_task(self._play())
 
     async def _play(self) -> None:
-        for n in range(self.settings.calls):
-            await SCENARIOS[self.settings.scenario](self.capture, f"{self.settings.scenario}-{n}")
+        s = self.settings
+        if s.scenario == "timed":
+            calls = []
+            for n in range(s.calls):
+                calls.append(asyncio.create_task(timed(self.capture, f"timed-{n}", s.call_seconds, n + 1)))
+                await (asyncio.sleep(s.gap_s) if s.gap_s else calls[-1])
+            await asyncio.gather(*calls)
+            return
+        for n in range(s.calls):
+            await SCENARIOS[s.scenario](self.capture, f"{s.scenario}-{n}")
 
     async def stop(self) -> None:
         self._task.cancel()

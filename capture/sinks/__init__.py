@@ -1,7 +1,8 @@
-"""Where finished vCons go. A sink takes the vCon's JSON bytes and raises DeliveryError."""
+"""Where finished vCons go. A sink takes the spooled vCon file and raises DeliveryError."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 
@@ -9,7 +10,7 @@ class Sink(Protocol):
     name: str
     "Stable name: keys the spool's acknowledgements."
 
-    async def deliver(self, vcon_uuid: str, data: bytes) -> None:
-        """Deliver or raise TransientDeliveryError / PermanentDeliveryError."""
+    async def deliver(self, vcon_uuid: str, path: Path) -> None:
+        """Deliver the vCon in ``path`` (never modify it) or raise TransientDeliveryError / PermanentDeliveryError."""
 
     async def aclose(self) -> None: ...

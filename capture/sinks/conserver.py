@@ -7,6 +7,8 @@ other 4xx (e.g. 422, a rejected document) is permanent, and the dead letter keep
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from capture.sinks.http import HttpPoster
 
 TOKEN_HEADER = "x-conserver-api-token"
@@ -22,8 +24,8 @@ class ConserverSink:
             self._headers[TOKEN_HEADER] = token
         self._http = HttpPoster(self.name, self.url, timeout_s=timeout_s)
 
-    async def deliver(self, vcon_uuid: str, data: bytes) -> None:
-        await self._http.post(vcon_uuid, data, self._headers, self._params)
+    async def deliver(self, vcon_uuid: str, path: Path) -> None:
+        await self._http.post(vcon_uuid, path, self._headers, self._params)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -7,14 +7,33 @@ conserver's 422 lists every refused field, and the second one matters as much as
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 
 import aiohttp
 
 from capture.errors import PermanentDeliveryError, TransientDeliveryError
 
 RETRYABLE = frozenset({408, 429})
+IN_MEMORY_BYTES = 16 * 1024 * 1024
+"Bodies up to this size are read whole; larger ones are streamed from the file."
+CHUNK = 1024 * 1024
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        while data := await asyncio.to_thread(f.read, CHUNK):
+            yield data
+
+
+async def body_of(path: Path) -> tuple[bytes | AsyncIterator[bytes], int]:
+    """The request body for a vCon file: its bytes, or a stream of them for a large one; and its size."""
+    size = (await asyncio.to_thread(path.stat)).st_size
+    if size <= IN_MEMORY_BYTES:
+        return await asyncio.to_thread(path.read_bytes), size
+    return _file_chunks(path), size
 
 
 class HttpPoster:
@@ -30,12 +49,19 @@ class HttpPoster:
     async def post(
         self,
         vcon_uuid: str,
-        data: bytes,
+        path: Path,
         headers: Mapping[str, str],
         params: Sequence[tuple[str, str]] = (),
         also_delivered: frozenset[int] = frozenset(),
     ) -> int:
-        """POST ``data``; returns the status when delivered (2xx or one of ``also_delivered``)."""
+        """POST the file at ``path``; returns the status when delivered (2xx or one of ``also_delivered``)."""
+        try:
+            data, size = await body_of(path)
+        except OSError as exc:
+            raise TransientDeliveryError(
+                self.sink, vcon_uuid, f"cannot read the spooled vCon: {exc.strerror}"
+            ) from None
+        headers = {**headers, "Content-Length": str(size)}
         if self._session is None:
             connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl is not None else None
             self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)

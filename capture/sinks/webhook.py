@@ -13,12 +13,13 @@ Retries, backoff and dead letters are the other sinks' (:mod:`capture.sinks.http
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ssl
 from pathlib import Path
 
-from capture.errors import ConfigError
+from capture.errors import ConfigError, TransientDeliveryError
 from capture.sinks.http import HttpPoster
 
 SIGNATURE_HEADER = "X-Vcon-Signature-256"
@@ -30,6 +31,15 @@ ALREADY_HAVE_IT = frozenset({409})
 def signature(secret: str, body: bytes) -> str:
     """The signature header's value for ``body``."""
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def file_signature(secret: str, path: Path) -> str:
+    """:func:`signature` of a file's bytes, read in chunks."""
+    mac = hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha256)
+    with path.open("rb") as f:
+        while data := f.read(1024 * 1024):
+            mac.update(data)
+    return "sha256=" + mac.hexdigest()
 
 
 def _ssl_context(ca_file: Path | None) -> ssl.SSLContext | None:
@@ -47,13 +57,15 @@ class WebhookSink:
         self._secret = secret
         self._http = HttpPoster(self.name, url, timeout_s=timeout_s, ssl_context=_ssl_context(ca_file))
 
-    async def deliver(self, vcon_uuid: str, data: bytes) -> None:
-        headers = {
-            "Content-Type": CONTENT_TYPE,
-            SIGNATURE_HEADER: signature(self._secret, data),
-            IDEMPOTENCY_HEADER: vcon_uuid,
-        }
-        await self._http.post(vcon_uuid, data, headers, also_delivered=ALREADY_HAVE_IT)
+    async def deliver(self, vcon_uuid: str, path: Path) -> None:
+        try:
+            mac = await asyncio.to_thread(file_signature, self._secret, path)
+        except OSError as exc:
+            raise TransientDeliveryError(
+                self.name, vcon_uuid, f"cannot read the spooled vCon: {exc.strerror}"
+            ) from None
+        headers = {"Content-Type": CONTENT_TYPE, SIGNATURE_HEADER: mac, IDEMPOTENCY_HEADER: vcon_uuid}
+        await self._http.post(vcon_uuid, path, headers, also_delivered=ALREADY_HAVE_IT)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -162,10 +162,10 @@ async def test_a_conserver_refusal_is_dead_lettered_with_every_refused_field(tmp
         "created_at": "2026-01-01T00:00:00Z",
         "parties": [{"tel": "1001", "name": "x" * 300}, {"tel": "201"}],
     }
-    spool.put(doc["uuid"], json.dumps(doc).encode())
+    path = spool.put(doc["uuid"], json.dumps(doc).encode())
     sink = ConserverSink(url, token=None, ingress_lists=(), timeout_s=5)
     with pytest.raises(PermanentDeliveryError) as refused:
-        await sink.deliver(doc["uuid"], json.dumps(doc).encode())
+        await sink.deliver(doc["uuid"], path)
     delivery = Delivery(spool, [sink], metrics=Metrics())
     delivery.start()
     await delivery.wait_empty(asyncio.get_running_loop().time() + 10)
@@ -317,8 +317,10 @@ async def test_webhook_refuses_an_untrusted_certificate(tmp_path):
     sink = WebhookSink(url, secret="s", timeout_s=5, ca_file=other_cert)
     from capture.errors import TransientDeliveryError
 
+    body = tmp_path / "body.vcon"
+    body.write_bytes(b"{}")
     with pytest.raises(TransientDeliveryError, match="certificate"):
-        await sink.deliver("01a20a70-582c-807b-8305-1e11b6ccbc27", b"{}")
+        await sink.deliver("01a20a70-582c-807b-8305-1e11b6ccbc27", body)
     await sink.aclose()
     await receiver.stop()
     assert receiver.requests == 0
