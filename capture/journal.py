@@ -11,6 +11,10 @@ recordings and ``journal.jsonl``, one JSON object a line:
 
 Lines are flushed to the kernel as they are written (a SIGKILL keeps them; a power cut
 may not, like the audio written once a second). A line torn by a kill is skipped on read.
+Writing never raises: when the disk refuses (full, quota), lines wait in memory (up to
+``BACKLOG_LINES``) and go out with the next write that succeeds; what had to be dropped is
+counted in :attr:`CallJournal.dropped` (the journal only matters if the process dies before
+the call ends: the live call is kept in memory).
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from capture.errors import MediaError
 from capture.events import EVENT_TYPES, CallStarted, CaptureEvent, event_from_json, event_to_json
 
 JOURNAL = "journal.jsonl"
 RECORDING_STARTED = "recording_started"
 RESUMED = "resumed"
+BACKLOG_LINES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +63,21 @@ class CallJournal:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        try:
-            self._file: IO[str] = (directory / JOURNAL).open("a", encoding="utf-8")
-        except OSError as exc:
-            raise MediaError(f"cannot open the journal in {directory}: {exc.strerror}") from None
+        self._file: IO[str] | None = None
+        self._closed = False
+        self._backlog: list[str] = []
+        self.dropped = 0
+        "Lines lost because the disk refused them for too long."
+        self.last_error: str | None = None
 
     @property
     def closed(self) -> bool:
-        return self._file.closed
+        return self._closed
+
+    @property
+    def complete(self) -> bool:
+        """Every line is on disk."""
+        return not self._backlog and not self.dropped
 
     def started(self, vcon_uuid: str, event: CallStarted) -> None:
         self._write({"vcon_uuid": vcon_uuid, **event_to_json(event)})
@@ -90,16 +101,52 @@ class CallJournal:
         self._write({"kind": RESUMED, "at": at.isoformat()})
 
     def close(self) -> None:
-        self._file.close()
+        """Stop journaling (one last attempt at what waits)."""
+        self._drain()
+        self._closed = True
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
 
     def _write(self, record: dict[str, Any]) -> None:
-        if self._file.closed:
+        if self._closed:
+            return
+        self._backlog.append(json.dumps(record, default=str) + "\n")
+        self._drain()
+
+    def _drain(self) -> None:
+        if not self._backlog:
             return
         try:
-            self._file.write(json.dumps(record, default=str) + "\n")
+            if self._file is None:
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self._file = (self.directory / JOURNAL).open("a", encoding="utf-8")
+            self._file.write("".join(self._backlog))
             self._file.flush()
         except OSError as exc:
-            raise MediaError(f"cannot write the journal in {self.directory}: {exc.strerror}") from None
+            self.last_error = exc.strerror or str(exc)
+            self._reset_file()
+            if len(self._backlog) > BACKLOG_LINES:
+                # Keep the first line (CallStarted: recovery needs it) and the newest ones.
+                drop = len(self._backlog) - BACKLOG_LINES
+                self.dropped += drop
+                self._backlog = self._backlog[:1] + self._backlog[1 + drop :]
+            return
+        self._backlog.clear()
+
+    def _reset_file(self) -> None:
+        """After a failed write the file may hold a torn line: start a fresh line on the next open."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+        if self._backlog and not self._backlog[0].startswith("\n"):
+            self._backlog[0] = "\n" + self._backlog[0]
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
