@@ -230,7 +230,8 @@ class Monitors:
             else:
                 specs.append(RecordingSpec(rec.stream_id, rec.file, chan.uniqueid, started, channels, rec.failure))
         if call.answered_at is not None and not specs:
-            specs.append(
-                RecordingSpec("mixmonitor", None, "", call.answered_at, ((),), "no MixMonitor ran on this call")
-            )
+            reason = "no MixMonitor ran on this call"
+            if self.mixmonitor == "adapter" and not any(c.spans for c in call.channels.values()):
+                reason += ": none of its channels was ever in a bridge, and MixMonitor (option b) records bridged audio"
+            specs.append(RecordingSpec("mixmonitor", None, "", call.answered_at, ((),), reason))
         return tuple(specs)
