@@ -75,6 +75,7 @@ class SipAdapter(Adapter):
         self._tls: asyncio.Server | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._stopped = False
         self._closed = False
         self._rtp_tasks: set[asyncio.Task[Any]] = set()
 
@@ -108,6 +109,7 @@ class SipAdapter(Adapter):
         log.info("sip.listening", extra={"host": self.host, "port": self.port, "tls_port": self.core.tls_port or None})
 
     async def stop(self) -> None:
+        self._stopped = True
         self.core.accepting = False
         now = self.capture.monotonic()
         for call in list(self.calls.values()):
@@ -154,8 +156,8 @@ class SipAdapter(Adapter):
         if not data.strip():
             return
         now = self.capture.monotonic()
-        if not self.capture.accepting:
-            self.core.accepting = False  # the service drains: the core refuses new calls (503) from now on
+        # The capture stops accepting while it drains or its disk is low (and may resume); after stop() never.
+        self.core.accepting = self.capture.accepting and not self._stopped
         try:
             sends, events = self.core.receive(data, conn, addr, transport, now)
         except RemoteProtocolError as exc:

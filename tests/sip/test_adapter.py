@@ -82,6 +82,28 @@ async def test_capacity_gives_503_with_retry_after_and_an_incomplete_call(tmp_pa
     assert {e.call_id for e in ends} == {"c1", "c2"}, "stop() ends every active call"
 
 
+async def test_admission_follows_the_capture_and_ends_at_stop(tmp_path: Path, udp: socket.socket) -> None:
+    adapter, capture = await start(tmp_path, retry_after_s=4)
+    me = udp.getsockname()[1]
+
+    async def status(call_id: str) -> tuple[int | None, str | None]:
+        reply = parse_message((await exchange(udp, request("INVITE", call_id, me, body=SDP), adapter.port))[-1])
+        return reply.status, reply.get("Retry-After")
+
+    try:
+        capture.accepting = False  # e.g. the disk fell below its free-space floor
+        assert await status("d1") == (503, "4")
+        capture.accepting = True  # space again
+        assert (await status("d2"))[0] == 200
+        await adapter.stop()
+        assert await status("d3") == (503, "4"), "after stop() no new call, whatever the capture says"
+    finally:
+        await adapter.stop()
+        await adapter.close()
+    ended = {e.call_id: e.disposition for e in capture.events if isinstance(e, CallEnded)}
+    assert ended == {"d1": Disposition.CONGESTION, "d2": None, "d3": Disposition.CONGESTION}
+
+
 async def test_unusable_offers_are_refused_with_a_vcon(tmp_path: Path, udp: socket.socket) -> None:
     adapter, capture = await start(tmp_path)
     me = udp.getsockname()[1]
