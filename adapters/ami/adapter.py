@@ -19,7 +19,7 @@ from typing import Any
 from adapters.ami.client import AmiClient
 from adapters.ami.commands import FinishCall, InspectChannel, Output, StartMixMonitor
 from adapters.ami.protocol import Message
-from adapters.ami.recordings import collect
+from adapters.ami.recordings import ALIGNED, collect
 from adapters.ami.settings import SECRET_ENV, AmiSettings
 from adapters.ami.tracker import CallTracker
 from capture.adapter import Adapter, Capture
@@ -230,6 +230,7 @@ class AmiAdapter(Adapter):
             self.capture.emit(event)
         self.capture.emit(cmd.ended)
         files = [Path(e.path) for e in events if isinstance(e, MediaRecorded)]
+        files += [p.with_name(p.name.removesuffix(ALIGNED) + ".wav") for p in files if p.name.endswith(ALIGNED)]
         if self.settings.delete_recordings and files:
             await self._delete_when_delivered(cmd.call_id, files)
 

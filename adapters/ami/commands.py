@@ -26,6 +26,8 @@ from adapters.ami.state import Call, Channel, Recording
 from capture.events import CallEnded, CaptureEvent
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+MIN_GAP_S = 0.05
+"Shorter stretches out of a bridge are not worth a silence of their own."
 
 Scope = Callable[[str], AbstractContextManager[None]]
 "``scope(call_id)``: log lines written inside carry the call's vCon uuid."
@@ -71,6 +73,9 @@ class RecordingSpec:
     started_at: datetime
     channels: tuple[tuple[str, ...], ...]
     failure: str | None = None
+    gaps: tuple[tuple[float, float], ...] = ()
+    """Silences the file left out, as (offset in the file, length) in seconds: a ``b``
+    MixMonitor writes nothing while its channel is out of a bridge (a transfer ringing)."""
 
     @property
     def heard(self) -> tuple[str, ...]:
@@ -214,6 +219,7 @@ class Monitors:
             if not own and not heard:
                 own = [p for p in call.parties]
             channels = (tuple(own), tuple(heard)) if heard else (tuple(own),)
+            gaps = unbridged(chan, started, until) if rec.bridged_only else ()
             if rec.legs and rec.file:
                 base = rec.file.removesuffix(".wav")
                 for leg, voices in (("rx", tuple(own)), ("tx", tuple(heard) or tuple(own))):
@@ -225,13 +231,32 @@ class Monitors:
                             started,
                             (voices,),
                             rec.failure,
+                            gaps,
                         )
                     )
             else:
-                specs.append(RecordingSpec(rec.stream_id, rec.file, chan.uniqueid, started, channels, rec.failure))
+                specs.append(
+                    RecordingSpec(rec.stream_id, rec.file, chan.uniqueid, started, channels, rec.failure, gaps)
+                )
         if call.answered_at is not None and not specs:
             reason = "no MixMonitor ran on this call"
             if self.mixmonitor == "adapter" and not any(c.spans for c in call.channels.values()):
                 reason += ": none of its channels was ever in a bridge, and MixMonitor (option b) records bridged audio"
             specs.append(RecordingSpec("mixmonitor", None, "", call.answered_at, ((),), reason))
         return tuple(specs)
+
+
+def unbridged(chan: Channel, start: datetime, end: datetime) -> tuple[tuple[float, float], ...]:
+    """Where, in a ``b`` MixMonitor's file, the channel was out of any bridge for a while."""
+    stays = sorted(w for s in chan.spans if (w := s.overlap(start, end)) is not None)
+    gaps: list[tuple[float, float]] = []
+    offset, last = 0.0, None
+    for lo, hi in stays:
+        if last is not None and lo > last:
+            if (lo - last).total_seconds() >= MIN_GAP_S:
+                gaps.append((round(offset, 3), (lo - last).total_seconds()))
+        elif last is not None:
+            lo = last  # overlapping stays (a swap between bridges): count the time once
+        offset += max(0.0, (hi - lo).total_seconds())
+        last = hi if last is None else max(last, hi)
+    return tuple(gaps)

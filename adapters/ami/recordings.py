@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 
 from adapters.ami.commands import RecordingSpec
@@ -26,6 +27,8 @@ from capture.recording import repair_wav
 log = logging.getLogger(__name__)
 
 POLL_S = 0.1
+ALIGNED = ".aligned.wav"
+"Suffix of a copy with the unbridged stretches put back as silence."
 HEADER_PEEK = 256
 
 
@@ -75,6 +78,25 @@ def repaired(path: Path) -> Path:
         return copy
 
 
+def aligned(path: Path, gaps: tuple[tuple[float, float], ...]) -> Path:
+    """A copy of the file with silence where the channel was out of a bridge, so its audio
+    stays on the call's timeline (beside it, or in a temporary directory)."""
+    data, rate = sf.read(str(path), dtype="int16", always_2d=True)
+    pieces, done = [], 0
+    for offset, length in gaps:
+        at = min(int(round(offset * rate)), len(data))
+        pieces += [data[done:at], np.zeros((int(round(length * rate)), data.shape[1]), dtype=np.int16)]
+        done = at
+    pieces.append(data[done:])
+    target = path.with_name(path.stem + ALIGNED)
+    try:
+        sf.write(str(target), np.concatenate(pieces), rate, subtype="PCM_16")
+    except (RuntimeError, OSError):
+        target = Path(tempfile.mkdtemp(prefix="vcon-ami-")) / target.name
+        sf.write(str(target), np.concatenate(pieces), rate, subtype="PCM_16")
+    return target
+
+
 def describe(spec: RecordingSpec, path: Path, call_id: str) -> MediaRecorded | MediaUnavailable:
     """The finished file as an event (its channel count decides the layout); a torn file is
     repaired first, and a file with no audio is reported, never a 0 s recording."""
@@ -91,6 +113,12 @@ def describe(spec: RecordingSpec, path: Path, call_id: str) -> MediaRecorded | M
             stream_id=spec.stream_id,
             reason=f"unreadable recording {path.name}: {exc}",
         )
+    if info.frames and spec.gaps:
+        try:
+            path = aligned(path, spec.gaps)
+            info = sf.info(str(path))
+        except (RuntimeError, OSError) as exc:
+            log.warning("ami.recording_not_aligned", extra={"call_id": call_id, "error": str(exc)})
     if info.frames == 0:
         return MediaUnavailable(
             call_id=call_id,

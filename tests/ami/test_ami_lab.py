@@ -149,11 +149,15 @@ def test_blind_transfer_by_ami(tmp_path: Path) -> None:
     assert not [e for e in v["dialog"] if e["type"] == "text"] and "hold" not in str(v.get("analysis", ""))
     history = [h for d in v["dialog"] for h in d.get("party_history", [])]
     assert not [h for h in history if h.get("event") in ("hold", "unhold")], "an Unhold without a Hold is no event"
-    (rec,) = dialogs(v, "recording")  # on alice: bob, then carol; option b dropped the unbridged second
+    (rec,) = dialogs(v, "recording")  # on alice: bob, then carol
     assert party_names(v, rec["parties"]) == {"Alice Caller", "Bob Callee", "Carol Target"}
     heard = voices(audio(rec))
     assert heard[0] == {"alice", "bob"} and heard[-1] == {"alice", "carol"}
     assert not any({"bob", "carol"} <= w for w in heard)
+    # option b left out the second alice spent ringing carol: put back as silence, the audio stays on
+    # the call's timeline (bridged 43.297 .. hangup 59.304, at 4x)
+    assert rec["duration"] == pytest.approx((59.304 - 43.297) / 4, abs=0.05)
+    assert set() in voices(audio(rec), window_s=0.1)
 
 
 def test_blind_transfer_by_the_caller(tmp_path: Path) -> None:
