@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from amireplay import transcript
+from amireplay import TRANSCRIPTS, transcript
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -426,6 +426,10 @@ ALL_MESSAGES = [
         "jasterng_pjsip_real_events.ami",
     )
     for m in AmiParser(expect_banner=False).feed(b"".join(transcript(name)))
+] + [
+    m
+    for m in AmiParser().feed((TRANSCRIPTS / "asterisk22-lab" / "ami-events-final.ami").read_bytes())
+    if isinstance(m, Message) and m.event != "RTCPSent"
 ]
 
 
@@ -449,3 +453,124 @@ def test_any_order_or_loss_of_real_events_never_raises_and_every_call_ends_once(
     for o in out:
         if isinstance(o, FinishCall):
             assert o.ended.call_id == o.call_id
+
+
+# -- the Asterisk 22 lab traffic (issue 12), straight into the tracker ------------------------------
+
+LAB = TRANSCRIPTS / "asterisk22-lab"
+
+
+def lab_outputs(name: str, **kw) -> list:
+    """Every output for a whole lab file, ``now`` = each event's Timestamp (RTCPSent dropped)."""
+    tracker = CallTracker(mixmonitor="adapter", cdr_wait_s=1, recorder_endpoints=["PJSIP/vcon-recorder"], **kw)
+    out: list = []
+    now = T0
+    for msg in AmiParser().feed((LAB / name).read_bytes()):
+        if isinstance(msg, Message) and msg.event != "RTCPSent":
+            now = datetime.fromtimestamp(float(msg.get("Timestamp") or now.timestamp()), UTC)
+            out += tracker.handle(msg, now)
+    return out + tracker.tick(now + timedelta(seconds=5))
+
+
+def by_call(out: list) -> dict[str, list]:
+    calls: dict[str, list] = {}
+    for o in out:
+        calls.setdefault(o.call_id, []).append(o)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def final_lab() -> dict[str, list]:
+    return by_call(lab_outputs("ami-events-final.ami"))
+
+
+def roles(outs: list) -> list[tuple]:
+    return [(o.transferee, o.transferor, o.target, o.attended) for o in outs if isinstance(o, ev.Transferred)]
+
+
+def recordings(outs: list) -> list[tuple]:
+    (finish,) = [o for o in outs if isinstance(o, FinishCall)]
+    return [r.channels for r in finish.recordings]
+
+
+def test_lab_transfers_resolve_to_the_real_endpoints(final_lab) -> None:
+    alice, bob, carol = "PJSIP/alice", "PJSIP/bob", "PJSIP/carol"
+    assert roles(final_lab["1795929822.16"]) == [(alice, bob, carol, False)]  # AMI BlindTransfer
+    assert roles(final_lab["1795929881.44"]) == [(bob, alice, carol, False)]  # the caller's blind transfer
+    assert roles(final_lab["1795929899.49"]) == [(alice, bob, carol, True)]  # Atxfer, target behind Local;1
+    earlier = by_call(lab_outputs("ami-events.ami"))
+    assert roles(earlier["1795929497.116"]) == [(alice, bob, carol, True)]  # TransferTarget = the Local;1
+    assert "1795929350.96" not in earlier  # the SIP fork's leg to the recorder
+
+
+def test_lab_recordings_list_the_voices_they_hold(final_lab) -> None:
+    alice, bob, carol = "PJSIP/alice", "PJSIP/bob", "PJSIP/carol"
+    assert recordings(final_lab["1795929822.16"]) == [((alice,), (bob, carol))]
+    assert recordings(final_lab["1795929881.44"]) == [((alice,), (bob,)), ((carol,), (bob,))]
+    assert recordings(final_lab["1795929899.49"]) == [((alice,), (bob, carol))]
+    local = ("exten:3000@lab-local",), ("Local/3000@lab-local-caller",)
+    assert recordings(final_lab["1795929844.21"]) == [local]
+    assert recordings(final_lab["1795929937.63"]) == [(("PJSIP/bob",), ("Local/2000@lab",))]
+
+
+def test_lab_hold_and_dtmf(final_lab) -> None:
+    def holds(outs):
+        return [(o.party, o.held) for o in outs if isinstance(o, ev.HoldChanged)]
+
+    assert holds(final_lab["1795929822.16"]) == []  # the Unhold a BlindTransfer brings, with no Hold
+    assert holds(final_lab["1795929923.60"]) == [("PJSIP/alice", True), ("PJSIP/alice", False)]
+    assert holds(final_lab["1795929899.49"]) == [("PJSIP/bob", True), ("PJSIP/bob", False)]  # ended by hangup
+    dtmf = [(o.digit, o.duration_s) for o in final_lab["1795929923.60"] if isinstance(o, ev.DtmfReceived)]
+    assert dtmf == [("5", 0.25), ("#", 0.25)]
+    assert not [o for o in final_lab["1795929899.49"] if isinstance(o, ev.DtmfReceived)]  # Atxfer's queued *2...
+
+
+def test_lab_local_calls_have_both_ends(final_lab) -> None:
+    def people(outs):
+        return {o.party: (o.tel, o.name) for o in outs if isinstance(o, ev.PartyJoined)}
+
+    assert people(final_lab["1795929844.21"]) == {
+        "Local/3000@lab-local-caller": ("1001", "Alice Local"),
+        "exten:3000@lab-local": ("3000", None),
+    }
+    assert people(final_lab["1795929937.63"])["Local/2000@lab"] == ("1001", "Alice Local")  # not bob's 2000
+    (busy,) = [o for o in final_lab["1795929858.28"] if isinstance(o, FinishCall)]
+    assert (busy.ended.disposition, busy.ended.cause) == (ev.Disposition.BUSY, "User busy")
+
+
+def test_restarted_tracker_continues_a_resumed_call_on_the_running_mixmonitor() -> None:
+    """Recorder restart: the journal's call and the PBX listing meet; no second start, answer or MixMonitor."""
+    from capture.adapter import ResumedCall
+
+    t = CallTracker(mixmonitor="adapter", cdr_wait_s=0)
+    answered = T0 - timedelta(seconds=7)
+    t.resume([ResumedCall("L.1", "uuid", "ami", T0 - timedelta(seconds=8), answered, T0 - timedelta(seconds=1))])
+    listing = [
+        chan_event("CoreShowChannel", "L.1", "PJSIP/alice-00000001", num="100", BridgeId="br", Duration="00:00:08"),
+        chan_event("CoreShowChannel", "L.2", "PJSIP/bob-00000002", num="200", BridgeId="br", Duration="00:00:08"),
+    ]
+    out = t.resync(listing, T0, known=set())
+    assert [type(o).__name__ for o in out] == ["PartyJoined", "InspectChannel", "PartyJoined", "InspectChannel"]
+    path = "/var/spool/asterisk/monitor/vcon-L.1.wav"
+    assert t.inspected("L.1", "L.1", {"MIXMONITOR_FILENAME": path}, T0) == []
+    assert t.inspected("L.1", "L.2", {}, T0) == []  # the call records already
+    out = t.handle(chan_event("Hangup", "L.2", "PJSIP/bob-00000002", Cause="16"), T0 + STEP)
+    out += t.handle(chan_event("Hangup", "L.1", "PJSIP/alice-00000001", Cause="16"), T0 + 2 * STEP)
+    out += t.tick(T0 + 3 * STEP)
+    (finish,) = [o for o in out if isinstance(o, FinishCall)]
+    (spec,) = finish.recordings
+    assert (spec.file, spec.started_at, spec.channels) == (path, answered, (("PJSIP/alice",), ("PJSIP/bob",)))
+    assert not [o for o in out if isinstance(o, ev.CallStarted | ev.CallAnswered | StartMixMonitor)]
+
+
+def test_pbx_gone_calls_end_when_the_connection_dropped() -> None:
+    t = CallTracker(mixmonitor="dialplan", cdr_wait_s=30)
+    t.handle(chan_event("Newchannel", "L.1", "PJSIP/alice-00000001", num="100"), T0)
+    dropped = T0 + 5 * STEP
+    t.connection_lost(dropped)
+    t.handle(Message([("Event", "FullyBooted"), ("Uptime", "0")]), T0 + 50 * STEP)  # Asterisk restarted
+    out = t.resync([], T0 + 50 * STEP, known={"L.1"})
+    assert t.next_deadline() == T0 + 50 * STEP  # no Cdr will come from a restarted PBX: no 30 s wait
+    out += t.tick(T0 + 50 * STEP)
+    (finish,) = [o for o in out if isinstance(o, FinishCall)]
+    assert finish.ended.at == dropped
