@@ -168,6 +168,29 @@ class MuteChanged(CaptureEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingPaused(CaptureEvent):
+    """Recording stops (PCI: a card number is being read): from ``at`` the call's audio is not kept.
+
+    Adapters emit it for a pause the PBX or SRC signals (SIPREC ``a=inactive``, an Asterisk
+    MixMonitor mute); the core emits it for a pause asked through its API. The audio of the
+    paused stretch is never written anywhere; the recording keeps its length (silence).
+    """
+
+    kind: ClassVar[str] = "recording_paused"
+    by: str
+    "Who asked: api, src (SIPREC client), pbx..."
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingResumed(CaptureEvent):
+    """Recording goes on after a :class:`RecordingPaused`."""
+
+    kind: ClassVar[str] = "recording_resumed"
+    by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Transferred(CaptureEvent):
     """A transfer (RFC 5589 roles, as party keys)."""
 
@@ -223,6 +246,8 @@ EVENT_TYPES: dict[str, type[CaptureEvent]] = {
         DtmfReceived,
         HoldChanged,
         MuteChanged,
+        RecordingPaused,
+        RecordingResumed,
         Transferred,
         AttachmentAdded,
         CdrFields,

@@ -47,6 +47,10 @@ class Metrics:
         self.audio_lost = Counter(
             "vcon_capture_audio_lost_seconds", "Audio dropped because the disk refused it for too long", registry=r
         )
+        self.live_listeners = Gauge("vcon_capture_live_listeners", "Live audio/event listeners connected", registry=r)
+        self.live_dropped = Counter(
+            "vcon_capture_live_listeners_dropped", "Live listeners dropped for falling behind", registry=r
+        )
         self.end_to_vcon = Histogram(
             "vcon_capture_end_to_vcon_seconds",
             "Time from the end of a call (BYE, hangup, last participant gone) to its vCon in the spool",

@@ -25,19 +25,24 @@ import errno
 import logging
 import shutil
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from capture.adapter import ResumedCall
 from capture.atomic import ensure_dir
+from capture.calls import LiveCall
 from capture.clock import SYSTEM, Clock
 from capture.delivery import Delivery
 from capture.diskguard import DiskGuard
 from capture.errors import LocalProtocolError
-from capture.events import CallEnded, CallStarted, CaptureEvent
+from capture.events import (
+    CallEnded,
+    CallStarted,
+    CaptureEvent,
+)
 from capture.finishing import Sealing, VconBuilder
-from capture.journal import CallJournal, RecordingStart
+from capture.journal import CallJournal
+from capture.live import LiveHub
 from capture.logs import call_scope
 from capture.metrics import Metrics
 from capture.mixdown import MediaPolicy
@@ -56,14 +61,6 @@ RETRY_MAX_S = 5.0
 "Longest wait between two tries at spooling a finished call while the disk refuses."
 RECENT_UUIDS = 10_000
 "How many call ids :meth:`Pipeline.vcon_uuid` still answers for after their call ended."
-
-
-@dataclass(slots=True)
-class _Call:
-    conversation: Conversation
-    directory: Path
-    journal: CallJournal
-    recordings: list[StreamRecording] = field(default_factory=list)
 
 
 class Pipeline:
@@ -96,9 +93,10 @@ class Pipeline:
         self._builder = VconBuilder(media, profile or Profile(default_domain=domain), sealing, build_workers)
         watched = [state_dir, spool.root, *finished_dirs, *([media.media_dir] if media.media_dir else [])]
         self.disk = DiskGuard(watched, min_free_bytes, self.metrics)
+        self.live = LiveHub(self.metrics)
         self._finished_dirs = (*finished_dirs, spool.outbox)
         self._accepting = True
-        self._calls: dict[str, _Call] = {}
+        self._calls: dict[str, LiveCall] = {}
         self._uuids: OrderedDict[str, str] = OrderedDict()
         self._resumed: dict[str, ResumedCall] = {}
         self._sequence = 0
@@ -158,27 +156,7 @@ class Pipeline:
         call = self._calls.get(call_id)
         if call is None:
             raise LocalProtocolError(f"open_recording for unknown call {call_id!r}")
-        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in stream_id)
-        journal = call.journal
-
-        def started(rec: StreamRecording) -> None:
-            assert rec.started_at is not None
-            journal.recording_started(
-                RecordingStart(rec.stream_id, rec.party, rec.path.name, rec.sample_rate, rec.started_at)
-            )
-
-        recording = StreamRecording(
-            call.directory / f"{name}.wav",
-            sample_rate,
-            call_id=call_id,
-            stream_id=stream_id,
-            party=party,
-            clock=self.clock,
-            on_start=started,
-            on_close=self.emit,
-        )
-        call.recordings.append(recording)
-        return recording
+        return call.open_recording(stream_id, party, sample_rate, self.clock, self.emit)
 
     # -- events -----------------------------------------------------------------------
 
@@ -190,11 +168,7 @@ class Pipeline:
         if call is None:
             log.warning("pipeline.unknown_call", extra={"call_id": event.call_id, "event": event.kind})
             return
-        if isinstance(event, CallEnded):
-            for recording in call.recordings:
-                recording.close(event.at)
-        call.journal.event(event)
-        call.conversation.handle(event)
+        call.take(event)
         if isinstance(event, CallEnded):
             del self._calls[event.call_id]
             self._resumed.pop(event.call_id, None)
@@ -213,19 +187,23 @@ class Pipeline:
         directory = self.calls_dir / vcon_uuid  # created by the first write that succeeds
         journal = CallJournal(directory)
         journal.started(vcon_uuid, event)
-        self._register(_Call(Conversation(vcon_uuid, event), directory, journal))
+        self._register(LiveCall(Conversation(vcon_uuid, event), directory, journal, self.live))
         self.metrics.calls_started.labels(event.source).inc()
+        self.live.call_started(
+            vcon_uuid,
+            {"call_id": event.call_id, "source": event.source, "at": event.at, "parties": [], "paused": False},
+        )
         with call_scope(vcon_uuid):
             log.info("pipeline.call_started", extra={"call_id": event.call_id, "source": event.source})
 
-    def _register(self, call: _Call) -> None:
+    def _register(self, call: LiveCall) -> None:
         call_id = call.conversation.call_id
         self._calls[call_id] = call
         self._uuids[call_id] = call.conversation.uuid
         if len(self._uuids) > RECENT_UUIDS:
             self._uuids.popitem(last=False)
 
-    def _finish(self, call: _Call) -> None:
+    def _finish(self, call: LiveCall) -> None:
         assert self._loop is not None
         with call_scope(call.conversation.uuid):
             task = self._loop.create_task(
@@ -305,7 +283,7 @@ class Pipeline:
         """Take up an interrupted call again as a live one: its adapter will continue or end it."""
         journal = CallJournal(directory)
         journal.resumed(self.now())
-        self._register(_Call(conv, directory, journal))
+        self._register(LiveCall(conv, directory, journal, self.live))
         self._resumed[conv.call_id] = ResumedCall(
             call_id=conv.call_id,
             vcon_uuid=conv.uuid,

@@ -12,6 +12,10 @@ returns; past ``backlog_s`` seconds held, the oldest audio is dropped and become
 owed at its true place (written as zeros once space returns), and :attr:`lost_s` says how
 much. The WAV header's sizes are patched when the recording closes; :meth:`settle` retries
 whatever could not be written yet.
+
+Paused stretches (:meth:`pause` / :meth:`resume`, by wall-clock time) are silence: audio for
+a position inside one is zeroed before it is queued, so it reaches no file, no memory held
+for the disk, and no live listener (``tap`` sees what is kept, nothing else).
 """
 
 from __future__ import annotations
@@ -86,6 +90,10 @@ class StreamRecording:
         "Audio dropped because the disk refused it for too long (now silence in the file)."
         self.write_errors = 0
         self.last_error: str | None = None
+        self._pauses: list[tuple[datetime, datetime | None]] = []
+        "Wall-clock stretches whose audio is not kept (the last one may still be open)."
+        self.tap: Callable[[int, np.ndarray], None] | None = None
+        "Sees (position, pcm) of every piece of audio kept, as it is placed (live listeners)."
         self._retry_at = 0
         "After a refused write, the next attempt waits for this many placed samples (one more second)."
 
@@ -101,6 +109,35 @@ class StreamRecording:
     @property
     def lost_s(self) -> float:
         return self.lost_samples / self.sample_rate
+
+    @property
+    def paused(self) -> bool:
+        return bool(self._pauses) and self._pauses[-1][1] is None
+
+    def pause(self, at: datetime) -> None:
+        """From ``at`` on, audio is not kept (silence) until :meth:`resume`."""
+        if not self.paused:
+            self._pauses.append((at, None))
+
+    def resume(self, at: datetime) -> None:
+        if self.paused:
+            start, _ = self._pauses[-1]
+            self._pauses[-1] = (start, max(at, start))
+
+    def _mask(self, position: int, pcm: np.ndarray) -> np.ndarray:
+        """``pcm`` at ``position`` with every sample inside a paused stretch set to 0 (a copy if any is)."""
+        assert self.started_at is not None
+        end = position + len(pcm)
+        out = pcm
+        for start_at, end_at in self._pauses:
+            a = round((start_at - self.started_at).total_seconds() * self.sample_rate)
+            b = end if end_at is None else round((end_at - self.started_at).total_seconds() * self.sample_rate)
+            lo, hi = max(a, position), min(b, end)
+            if lo < hi:
+                if out is pcm:
+                    out = pcm.copy()
+                out[lo - position : hi - position] = 0
+        return out
 
     @property
     def settled(self) -> bool:
@@ -123,8 +160,14 @@ class StreamRecording:
             self._queue(gap)
         elif position < self._written:
             pcm = pcm[self._written - position :]
+            position = self._written
         if len(pcm):
-            self._queue(np.asarray(pcm, dtype=np.int16))
+            pcm = np.asarray(pcm, dtype=np.int16)
+            if self._pauses:
+                pcm = self._mask(position, pcm)
+            if self.tap is not None:
+                self.tap(position, pcm)
+            self._queue(pcm)
 
     def append(self, pcm: np.ndarray, *, at: datetime | None = None) -> None:
         """Place ``pcm`` right after what was written."""

@@ -27,6 +27,8 @@ from capture.events import (
     MuteChanged,
     PartyJoined,
     PartyLeft,
+    RecordingPaused,
+    RecordingResumed,
     Transferred,
 )
 from capture.vcon.content import rfc3339
@@ -60,6 +62,8 @@ class Conversation:
         self._attachments: list[AttachmentAdded] = []
         self.cdr: dict[str, Any] = {}
         self.notes: dict[str, Any] = {}
+        self.pauses: list[dict[str, Any]] = []
+        "Stretches whose audio was not kept: start, end (None if never resumed), by, reason."
 
     @property
     def source(self) -> str:
@@ -111,6 +115,13 @@ class Conversation:
                 if event.party is not None:
                     self._party(event.party)
                 self._attachments.append(event)
+            case RecordingPaused():
+                if not self.pauses or self.pauses[-1]["end"] is not None:
+                    self.pauses.append({"start": event.at, "end": None, "by": event.by, "reason": event.reason})
+            case RecordingResumed():
+                if self.pauses and self.pauses[-1]["end"] is None:
+                    self.pauses[-1]["end"] = event.at
+                    self.pauses[-1]["resumed_by"] = event.by
             case CdrFields():
                 self.cdr.update(event.fields)
             case CallEnded():
@@ -122,6 +133,11 @@ class Conversation:
         if key not in self._parties:
             self._parties[key] = _PartyState(key)
         return self._parties[key]
+
+    def party_index(self, key: str) -> int:
+        """The vCon index of a party (known from now on if it was not)."""
+        self._party(key)
+        return list(self._parties).index(key)
 
     @property
     def party_keys(self) -> list[str]:

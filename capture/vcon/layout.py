@@ -14,7 +14,8 @@
   dialog; no parties, session_id or party_history on it (§4.3.1.6).
 * SIP dialog identifiers and party SIP details as the ``sip-signaling`` extension defines them,
   listed in ``extensions`` (never ``critical``: consumers may ignore them).
-* Attachments: what adapters added verbatim, the CDR (json), the operator's lawful basis, and
+* Attachments: what adapters added verbatim, the CDR (json), the stretches whose audio was not
+  kept (``recording_pauses``: start, end, who asked, why), the operator's lawful basis, and
   capture notes (missing media, an end by restart...).
 """
 
@@ -142,6 +143,10 @@ def lay_out(conv: Conversation, recordings: list[RecordingContent], *, updated_a
         cdr["internal_numbers"] = numbers
     attachments.append(_json_attachment("cdr", cdr, end, main))
     extensions = []
+    if conv.pauses:
+        pauses = [{k: rfc3339(v) if isinstance(v, datetime) else v for k, v in p.items()} for p in conv.pauses]
+        at = conv.pauses[0]["start"]
+        attachments.append(_json_attachment("recording_pauses", pauses, at, main))
     if profile.lawful_basis is not None:
         attachments.append(_lawful_basis(profile.lawful_basis, start, main))
         extensions.append(LAWFUL_BASIS)

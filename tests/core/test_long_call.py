@@ -2,7 +2,7 @@
 
 A two-hour two-party G.711 call is ~230 MB of WAV and a ~310 MB vCon. tests/core/longcall.py
 records one (time compressed: as fast as the recorder takes it) and builds its vCon in a
-process of its own, so ru_maxrss is this call's peak alone. The audio encodes each frame's
+process of its own, so its peak RSS (VmHWM) is this call's alone. The audio encodes each frame's
 number, so windows at the start, middle and end of the streamed base64 are checked exactly.
 """
 
