@@ -113,6 +113,14 @@ class Adapter(abc.ABC):
         """Release sockets and listeners; called once the pipeline has drained."""
         return None
 
+    async def pause_media(self, call_id: str, paused: bool) -> None:
+        """The core paused (or resumed) one of this adapter's calls on request (its API).
+
+        Audio the core records itself is already silenced by the core; an adapter whose audio
+        is recorded elsewhere (Asterisk's MixMonitor) makes the recorder there stop, too.
+        """
+        return None
+
     def describe(self) -> str:
         """Where it listens, for the startup log line."""
         return self.name

@@ -13,6 +13,7 @@ Environment variables override the file (``VCON_CAPTURE_OUT``,
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import socket
@@ -23,7 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from capture.errors import ConfigError
-from capture.settings import ENV_PREFIX, build, read_secret, setting
+from capture.mediastore import S3Config
+from capture.settings import ENV_PREFIX, build, read_secret, setting, split_hostport
 from capture.vcon.profile import LawfulBasis, LawfulBasisName, Profile
 
 REMOVED = {
@@ -45,6 +47,21 @@ class CoreSettings:
     )
     media_url_base: str | None = setting(None, "https URL under which media_dir is served; unset = inline audio")
     media_dir: Path | None = setting(None, "where referenced audio files are written (default: out)")
+    s3_bucket: str | None = setting(None, "S3 bucket for referenced audio (S3-compatible object storage); unset = none")
+    s3_endpoint: str | None = setting(None, "https URL of an S3-compatible server (MinIO, Ceph RGW...); unset = AWS")
+    s3_region: str | None = setting(None, "S3 region")
+    s3_prefix: str = setting("", "key prefix; keys are PREFIX/yyyy/mm/dd/<vcon uuid>/<file>")
+    s3_access_key_file: Path | None = setting(
+        None, "file holding the access key id (or env AWS_ACCESS_KEY_ID / the AWS chain)"
+    )
+    s3_secret_key_file: Path | None = setting(None, "file holding the secret access key (or the AWS chain)")
+    s3_sse: Literal["AES256", "aws:kms"] | None = setting(None, "server-side encryption of uploaded audio")
+    s3_kms_key_id: str | None = setting(None, "KMS key for s3_sse = aws:kms")
+    s3_public_base_url: str | None = setting(
+        None, "https URL the bucket is served under; unset = presigned URLs in the vCon"
+    )
+    s3_presign_s: int = setting(604800, "lifetime of presigned URLs (s; SigV4 allows at most 7 days)")
+    s3_ca_file: Path | None = setting(None, "PEM CA bundle to trust for s3_endpoint (default: the system's)")
     inline_max_mb: float | None = setting(
         None,
         "with media_url_base: audio up to this size stays inline, larger goes by reference (unset: all referenced)",
@@ -80,10 +97,32 @@ class CoreSettings:
     encrypt_cert_file: Path | None = setting(None, "PEM certificate of the reader: emit encrypted (JWE) signed vCons")
     shutdown_grace_s: float = setting(30.0, "on SIGTERM, time allowed to finish active calls and flush the spool")
     metrics_listen: str | None = setting(None, "HOST:PORT serving /metrics (Prometheus), /healthz and /readyz")
+    api_listen: str | None = setting(
+        None, "HOST:PORT of the recorder's API (calls, pause/resume, live audio); off when unset"
+    )
+    api_token_file: Path | None = setting(
+        None, "file holding the API's bearer token (or env VCON_CAPTURE_API_TOKEN); required off loopback"
+    )
+    live_push_url: str | None = setting(None, "wss:// URL each call's live audio and events are pushed to")
+    live_push_token_file: Path | None = setting(
+        None, "file holding the bearer token sent to live_push_url (or env VCON_CAPTURE_LIVE_PUSH_TOKEN)"
+    )
+    live_push_ca_file: Path | None = setting(None, "PEM CA bundle to trust for live_push_url (default: the system's)")
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "log level")
     log_format: Literal["text", "json"] = setting("text", "text for people, json for one object per line")
 
     def __post_init__(self) -> None:
+        if self.s3_bucket is not None:
+            if self.media_url_base is not None:
+                raise ConfigError("s3_bucket", "audio goes either to object storage or to media_url_base, not both")
+            for name in ("s3_endpoint", "s3_public_base_url"):
+                value = getattr(self, name)
+                if value is not None and not value.startswith("https://"):
+                    raise ConfigError(name, "must be an https:// URL (a vCon references media over HTTPS)")
+            if not 1 <= self.s3_presign_s <= 604800:
+                raise ConfigError("s3_presign_s", "must be between 1 s and 7 days")
+            if importlib.util.find_spec("boto3") is None:
+                raise ConfigError("s3_bucket", "object storage needs boto3: pip install 'vcon-capture[s3]'")
         if self.media_url_base is not None and not self.media_url_base.startswith("https://"):
             raise ConfigError("media_url_base", "must be an https:// URL (vCon core requires HTTPS)")
         if self.inline_max_mb is not None and self.inline_max_mb <= 0:
@@ -99,6 +138,12 @@ class CoreSettings:
             raise ConfigError("encrypt_cert_file", "the draft encrypts the signed form: set signing_key_file too")
         if self.signing_key_file is not None and self.conserver_url is not None:
             raise ConfigError("signing_key_file", "a conserver's /api/vcon takes unsigned vCons only: sign or deliver")
+        if self.api_listen is not None:
+            split_hostport(self.api_listen, "api_listen")
+        if self.live_push_url is not None and not (
+            self.live_push_url.startswith("wss://") or _loopback_url(self.live_push_url)
+        ):
+            raise ConfigError("live_push_url", "must be a wss:// URL (ws:// only to a loopback address)")
         if self.webhook_url is not None and not self.webhook_url.startswith("https://"):
             raise ConfigError("webhook_url", "must be an https:// URL")
         if self.extension_pattern is not None:
@@ -127,6 +172,16 @@ class CoreSettings:
         return self.domain or socket.getfqdn() or "localhost"
 
 
+def _loopback_url(url: str) -> bool:
+    host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    return url.startswith("ws://") and host in ("127.0.0.1", "::1", "localhost")
+
+
+def is_loopback(listen: str) -> bool:
+    host, _ = split_hostport(listen, "api_listen")
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+
 @dataclass(frozen=True)
 class Config:
     core: CoreSettings
@@ -134,6 +189,9 @@ class Config:
     "Settings object per adapter name, for the adapters to start."
     conserver_token: str | None = None
     webhook_secret: str | None = None
+    api_token: str | None = None
+    live_push_token: str | None = None
+    s3: S3Config | None = None
 
 
 def read_toml(path: Path | None) -> dict[str, Any]:
@@ -185,4 +243,31 @@ def load(
     webhook_secret = read_secret(core.webhook_secret_file, "VCON_CAPTURE_WEBHOOK_SECRET", env, "webhook_secret_file")
     if core.webhook_url is not None and not webhook_secret:
         raise ConfigError("webhook_secret_file", "webhook_url needs an HMAC secret (or VCON_CAPTURE_WEBHOOK_SECRET)")
-    return Config(core=core, adapters=adapters, conserver_token=token, webhook_secret=webhook_secret)
+    api_token = read_secret(core.api_token_file, "VCON_CAPTURE_API_TOKEN", env, "api_token_file")
+    if core.api_listen is not None and not api_token and not is_loopback(core.api_listen):
+        raise ConfigError("api_token_file", "an API off loopback needs a token (or VCON_CAPTURE_API_TOKEN)")
+    push_token = read_secret(core.live_push_token_file, "VCON_CAPTURE_LIVE_PUSH_TOKEN", env, "live_push_token_file")
+    s3 = None
+    if core.s3_bucket is not None:
+        s3 = S3Config(
+            bucket=core.s3_bucket,
+            endpoint=core.s3_endpoint,
+            region=core.s3_region,
+            prefix=core.s3_prefix,
+            access_key=read_secret(core.s3_access_key_file, "AWS_ACCESS_KEY_ID", env, "s3_access_key_file"),
+            secret_key=read_secret(core.s3_secret_key_file, "AWS_SECRET_ACCESS_KEY", env, "s3_secret_key_file"),
+            sse=core.s3_sse,
+            kms_key_id=core.s3_kms_key_id,
+            public_base_url=core.s3_public_base_url,
+            presign_s=core.s3_presign_s,
+            ca_file=str(core.s3_ca_file) if core.s3_ca_file else None,
+        )
+    return Config(
+        core=core,
+        adapters=adapters,
+        conserver_token=token,
+        webhook_secret=webhook_secret,
+        api_token=api_token,
+        live_push_token=push_token,
+        s3=s3,
+    )

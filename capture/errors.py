@@ -11,6 +11,7 @@
     │   ├── StartupError           a port is in use, a directory is unusable; CLI exit 3
     │   └── AuthenticationError    credentials rejected (AMI login); CLI exit 3
     ├── MediaError               recorder failure, missing file, unsupported codec
+    │   └── TransientMediaError    the media store is unreachable or refused: retried later
     ├── InvalidVcon              a vCon failed validation; .problems lists each with its JSON path
     ├── VerificationError        a signed or encrypted vCon does not verify or decrypt
     └── DeliveryError            .sink, .vcon_uuid
@@ -67,6 +68,10 @@ class AuthenticationError(AdapterError):
 
 class MediaError(CaptureError):
     """Recording or reading media failed."""
+
+
+class TransientMediaError(MediaError):
+    """Media could not be stored now (object storage down, refused, incomplete): try again later."""
 
 
 class InvalidVcon(CaptureError):

@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from capture.errors import MediaError
+from capture.errors import MediaError, TransientMediaError
 from capture.mixdown import MediaPolicy, Rendered, render_recordings
 from capture.vcon.assemble import Conversation
 from capture.vcon.layout import lay_out
@@ -93,7 +93,9 @@ def build_vcon(
     OSError (a full disk) propagates: the caller retries once there is space.
     """
     try:
-        rendered = render_recordings(conv.uuid, conv.recordings, conv.party_keys, media)
+        rendered = render_recordings(conv.uuid, conv.recordings, conv.party_keys, media, conv.started.at)
+    except TransientMediaError:
+        raise  # fail closed: never a vCon that references an object that is not there
     except MediaError as exc:
         conv.note("media_error", str(exc))
         rendered = Rendered([], [], {})
@@ -168,7 +170,7 @@ class VconBuilder:
         async with self._slots:
             try:
                 return await loop.run_in_executor(self._executor(), build_vcon, conv, updated_at, target, *self._args)
-            except OSError:
+            except (OSError, TransientMediaError):
                 raise
             except (BrokenProcessPool, RuntimeError) as exc:
                 log.error("pipeline.worker_failed", extra={"call_id": conv.call_id, "error": str(exc)})
@@ -180,7 +182,7 @@ class VconBuilder:
                 )
             try:
                 return await asyncio.to_thread(build_vcon, conv, updated_at, target, *self._args)
-            except OSError:
+            except (OSError, TransientMediaError):
                 raise
             except Exception as exc:
                 log.error("pipeline.build_failed", extra={"call_id": conv.call_id, "error": repr(exc)}, exc_info=True)

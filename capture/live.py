@@ -28,7 +28,7 @@ import asyncio
 import json
 import logging
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +76,8 @@ class LiveHub:
         self._listeners: set[Listener] = set()
         self._calls: dict[str, dict[str, Any]] = {}
         "Per live call: the snapshot a listener joining mid-call is given first."
+        self.on_call_started: list[Callable[[str, dict[str, Any]], None]] = []
+        "Called as each call starts (the push client opens its connection there)."
 
     def listen(self, vcon_uuid: str | None = None) -> Listener:
         listener = Listener(vcon_uuid)
@@ -99,7 +101,13 @@ class LiveHub:
 
     def call_started(self, vcon_uuid: str, snapshot: Mapping[str, Any]) -> None:
         self._calls[vcon_uuid] = dict(snapshot)
+        for hook in self.on_call_started:
+            hook(vcon_uuid, self._calls[vcon_uuid])
         self.event(vcon_uuid, "call_started", **snapshot)
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """Every call in progress as late listeners see it first."""
+        return [{"vcon_uuid": uuid, **snapshot} for uuid, snapshot in self._calls.items()]
 
     def call_ended(self, vcon_uuid: str, **fields: Any) -> None:
         self.event(vcon_uuid, "call_ended", **fields)

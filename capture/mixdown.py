@@ -26,6 +26,7 @@ import numpy as np
 
 from capture.errors import MediaError
 from capture.events import MediaRecorded
+from capture.mediastore import S3Config, stage, upload
 from capture.vcon.content import b64url
 from capture.vcon.layout import RecordingContent
 from capture.vcon.model import Content
@@ -49,13 +50,17 @@ class MediaPolicy:
     "https base URL under which ``media_dir`` is served; None inlines the audio."
     media_dir: Path | None = None
     "Where referenced files are written."
+    s3: S3Config | None = None
+    "Object storage for referenced audio (instead of media_dir + url_base)."
+    staging_dir: Path | None = None
+    "Where audio waits on local disk before it is uploaded."
     inline_max_bytes: int | None = None
     """With a media location: audio up to this size stays inline, larger goes by reference
     (None: all audio by reference). Without one, audio past it (or past 100 MB) is inlined with a warning."""
 
     @property
     def can_reference(self) -> bool:
-        return self.url_base is not None and self.media_dir is not None
+        return self.s3 is not None or (self.url_base is not None and self.media_dir is not None)
 
     def by_reference(self, size: int) -> bool:
         if not self.can_reference:
@@ -192,6 +197,26 @@ def _file_chunks(path: str) -> Callable[[], Iterator[bytes]]:
     return chunks
 
 
+def _store(
+    policy: MediaPolicy, vcon_uuid: str, started: datetime, filename: str, mediatype: str, chunks: Iterator[bytes]
+) -> Content:
+    """Referenced content: written beside the vCon, or uploaded to object storage. OSError or
+    TransientMediaError when it cannot be stored now (the caller retries)."""
+    if policy.s3 is None:
+        assert policy.url_base is not None
+        return Content(
+            url=f"{policy.url_base.rstrip('/')}/{filename}", content_hash=_write_media(policy, filename, chunks)
+        )
+    staging = policy.staging_dir or Path(".")
+    staged = staging / f".{vcon_uuid}-{filename}.part"
+    try:
+        size, digest = stage(staged, chunks)
+        url = upload(policy.s3, staged, policy.s3.key(vcon_uuid, started, filename), size, digest, mediatype)
+    finally:
+        staged.unlink(missing_ok=True)
+    return Content(url=url, content_hash=digest)
+
+
 def _write_media(policy: MediaPolicy, filename: str, chunks: Iterator[bytes]) -> str:
     """Write a referenced file (temp, fsync, rename) and return its content_hash. OSError if the disk refuses."""
     assert policy.media_dir is not None
@@ -225,7 +250,11 @@ class _Piece:
 
 
 def render_recordings(
-    vcon_uuid: str, recordings: list[MediaRecorded], party_order: list[str], policy: MediaPolicy
+    vcon_uuid: str,
+    recordings: list[MediaRecorded],
+    party_order: list[str],
+    policy: MediaPolicy,
+    started: datetime | None = None,
 ) -> Rendered:
     """The recording contents of a call, in the order their dialogs should appear."""
     streams = [r for r in recordings if _is_party_stream(r)]
@@ -254,9 +283,7 @@ def render_recordings(
     for i, piece in enumerate(pieces):
         filename = f"{vcon_uuid}.{piece.ext}" if len(pieces) == 1 else f"{vcon_uuid}-{i}.{piece.ext}"
         if policy.by_reference(piece.size):
-            assert policy.url_base is not None
-            url = f"{policy.url_base.rstrip('/')}/{filename}"
-            content = Content(url=url, content_hash=_write_media(policy, filename, piece.chunks()))
+            content = _store(policy, vcon_uuid, started or piece.start, filename, piece.mediatype, piece.chunks())
         else:
             token = tokens.next()
             bodies.append(StreamedBody(token, piece.chunks, piece.size))

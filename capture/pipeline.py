@@ -25,6 +25,7 @@ import errno
 import logging
 import shutil
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -34,11 +35,13 @@ from capture.calls import LiveCall
 from capture.clock import SYSTEM, Clock
 from capture.delivery import Delivery
 from capture.diskguard import DiskGuard
-from capture.errors import LocalProtocolError
+from capture.errors import LocalProtocolError, TransientMediaError
 from capture.events import (
     CallEnded,
     CallStarted,
     CaptureEvent,
+    RecordingPaused,
+    RecordingResumed,
 )
 from capture.finishing import Sealing, VconBuilder
 from capture.journal import CallJournal
@@ -94,6 +97,8 @@ class Pipeline:
         watched = [state_dir, spool.root, *finished_dirs, *([media.media_dir] if media.media_dir else [])]
         self.disk = DiskGuard(watched, min_free_bytes, self.metrics)
         self.live = LiveHub(self.metrics)
+        self.pause_hooks: dict[str, Callable[[str, bool], Awaitable[None]]] = {}
+        "Per adapter: told when the API pauses one of its calls (e.g. AMI mutes MixMonitor)."
         self._finished_dirs = (*finished_dirs, spool.outbox)
         self._accepting = True
         self._calls: dict[str, LiveCall] = {}
@@ -132,6 +137,52 @@ class Pipeline:
     def resumed_calls(self, source: str) -> list[ResumedCall]:
         """Calls of ``source`` that a restarted service took up again, still waiting for their adapter."""
         return [r for r in self._resumed.values() if r.source == source and r.call_id in self._calls]
+
+    def calls_snapshot(self) -> list[dict[str, object]]:
+        """Calls in progress: what live listeners are told first, plus recording state per stream."""
+        out: list[dict[str, object]] = []
+        for snapshot in self.live.snapshots():
+            call = next((c for c in self._calls.values() if c.uuid == snapshot["vcon_uuid"]), None)
+            if call is None:
+                continue
+            streams = [
+                {
+                    "stream_id": r.stream_id,
+                    "party": call.conversation.party_index(r.party),
+                    "seconds": round(r.duration_s, 2),
+                    "level_db": r.level_db,
+                    "lost_s": round(r.lost_s, 3),
+                    "write_errors": r.write_errors,
+                    **dict(r.counters),
+                }
+                for r in call.recordings
+            ]
+            out.append(
+                {**snapshot, "paused": call.paused, "answered": call.conversation.answered_at, "streams": streams}
+            )
+        return out
+
+    async def request_pause(self, vcon_uuid: str, paused: bool, reason: str | None = None) -> bool | None:
+        """Pause or resume a call on request (the API).
+
+        True if it changed, False if it already was so, None if there is no such call in progress.
+        """
+        call = next((c for c in self._calls.values() if c.uuid == vcon_uuid), None)
+        if call is None:
+            return None
+        if call.paused == paused:
+            return False
+        call_id, at = call.conversation.call_id, self.now()
+        event: CaptureEvent
+        if paused:
+            event = RecordingPaused(call_id=call_id, at=at, by="api", reason=reason)
+        else:
+            event = RecordingResumed(call_id=call_id, at=at, by="api")
+        self._handle(event)
+        hook = self.pause_hooks.get(call.conversation.source)
+        if hook is not None:
+            await hook(call.conversation.call_id, paused)
+        return True
 
     def active_calls_by_source(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -232,13 +283,14 @@ class Pipeline:
                 built = await self._builder.build(conv, self.now(), self.spool.reserve(conv.uuid))
                 await asyncio.to_thread(self.spool.commit, conv.uuid)
                 break
-            except OSError as exc:
+            except (OSError, TransientMediaError) as exc:
                 refusals += 1
                 self.metrics.write_failures.labels("vcon").inc()
                 if refusals == 1 or refusals % 20 == 0:
+                    error = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
                     log.warning(
-                        "pipeline.vcon_waits_for_disk",
-                        extra={"call_id": conv.call_id, "error": exc.strerror or str(exc), "tries": refusals},
+                        "pipeline.vcon_waits_for_storage",
+                        extra={"call_id": conv.call_id, "error": error, "tries": refusals},
                     )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)

@@ -94,6 +94,10 @@ class StreamRecording:
         "Wall-clock stretches whose audio is not kept (the last one may still be open)."
         self.tap: Callable[[int, np.ndarray], None] | None = None
         "Sees (position, pcm) of every piece of audio kept, as it is placed (live listeners)."
+        self.level_db: float | None = None
+        "Level of the last second written (dBFS; None before any audio): the operator's meter."
+        self.counters: dict[str, int] = {}
+        "What the adapter counts for this stream (packets, lost...), shown with the call while it runs."
         self._retry_at = 0
         "After a refused write, the next attempt waits for this many placed samples (one more second)."
 
@@ -228,6 +232,9 @@ class StreamRecording:
             # sf.write-style: the bytes reach the kernel (all a SIGKILL needs); fsync per stream per
             # second on the event loop would cost more than the RTP it stalls.
             _pwrite_all(fd, item.tobytes(), HEADER_BYTES + self._on_disk * SAMPLE_BYTES)
+            if len(item):
+                power = float(np.mean(np.square(item, dtype=np.float64)))
+                self.level_db = round(10 * np.log10(max(power, 1.0) / 32768.0**2), 1)
             self._on_disk += len(item)
             self._pending_samples -= len(item)
             self._pending_audio -= len(item)

@@ -17,10 +17,12 @@ from pathlib import Path
 from aiohttp import web
 
 from capture.adapter import Adapter
+from capture.api import api_app
 from capture.atomic import ensure_dir
 from capture.config import Config, CoreSettings
 from capture.errors import AdapterError, ConfigError, StartupError
 from capture.finishing import Sealing
+from capture.livepush import LivePusher
 from capture.metrics import health_app
 from capture.mixdown import MediaPolicy
 from capture.pipeline import Pipeline
@@ -91,6 +93,8 @@ def build_pipeline(config: Config) -> Pipeline:
             layout=core.layout,
             url_base=core.media_url_base,
             media_dir=media_dir,
+            s3=config.s3,
+            staging_dir=ensure_dir(state / "staging"),
             inline_max_bytes=int(core.inline_max_mb * 1e6) if core.inline_max_mb else None,
         ),
         min_free_bytes=int(core.min_free_mb * 1e6),
@@ -100,16 +104,38 @@ def build_pipeline(config: Config) -> Pipeline:
     )
 
 
-async def _start_health(pipeline: Pipeline, listen: str, ready: Callable[[], bool]) -> web.AppRunner:
-    host, port = split_hostport(listen, "metrics_listen")
-    runner = web.AppRunner(health_app(pipeline.metrics, ready), access_log=None)
+async def _serve_app(app: web.Application, listen: str, setting: str) -> web.AppRunner:
+    host, port = split_hostport(listen, setting)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
-        raise StartupError(f"metrics_listen {listen}: {exc.strerror}") from None
+        raise StartupError(f"{setting} {listen}: {exc.strerror}") from None
     return runner
+
+
+async def _start_health(pipeline: Pipeline, listen: str, ready: Callable[[], bool]) -> web.AppRunner:
+    return await _serve_app(health_app(pipeline.metrics, ready), listen, "metrics_listen")
+
+
+async def _start_servers(config: Config, pipeline: Pipeline, ready: Callable[[], bool]) -> list[web.AppRunner]:
+    """The health/metrics endpoint and the API, as configured."""
+    core, servers = config.core, []
+    try:
+        if core.metrics_listen:
+            servers.append(await _start_health(pipeline, core.metrics_listen, ready))
+        if core.api_listen:
+            app = api_app(
+                token=config.api_token, live=pipeline.live, calls=pipeline.calls_snapshot, pause=pipeline.request_pause
+            )
+            servers.append(await _serve_app(app, core.api_listen, "api_listen"))
+    except StartupError:
+        for runner in servers:
+            await runner.cleanup()
+        raise
+    return servers
 
 
 async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) -> int:
@@ -118,27 +144,45 @@ async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) ->
     pipeline = build_pipeline(config)
     await pipeline.start()
     started: list[Adapter] = []
-    health = None
-    if config.core.metrics_listen:
-        health = await _start_health(
-            pipeline, config.core.metrics_listen, lambda: pipeline.accepting and len(started) == len(config.adapters)
+    try:
+        servers = await _start_servers(
+            config, pipeline, lambda: pipeline.accepting and len(started) == len(config.adapters)
+        )
+    except StartupError:
+        await pipeline.aclose()
+        raise
+    pusher = None
+    if config.core.live_push_url:
+        pusher = LivePusher(
+            pipeline.live,
+            config.core.live_push_url,
+            token=config.live_push_token,
+            ca_file=config.core.live_push_ca_file,
         )
     resumable = {name for name in config.adapters if adapter_classes[name].resumes_calls}
     recovered = await recover_calls(pipeline, resumable)
     if recovered:
         log.info("service.recovered", extra={"calls": recovered})
     adapters = [adapter_classes[name](settings, pipeline) for name, settings in config.adapters.items()]
+
+    async def shut(servers: list[web.AppRunner]) -> None:
+        if pusher is not None:
+            await pusher.aclose()
+        pipeline.live.close()
+        for runner in servers:
+            await runner.cleanup()
+
     try:
         for adapter in adapters:
             await adapter.start()
             started.append(adapter)
+            pipeline.pause_hooks[adapter.name] = adapter.pause_media
     except AdapterError:
         for adapter in started:
             await adapter.stop()
             await adapter.close()
+        await shut(servers)
         await pipeline.aclose()
-        if health is not None:
-            await health.cleanup()
         raise
 
     stopping = asyncio.Event()
@@ -162,9 +206,8 @@ async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) ->
     if not await pipeline.drain(config.core.shutdown_grace_s):
         log.warning("service.grace_expired", extra={"undelivered": pipeline.spool.depth()})
     await asyncio.gather(*(adapter.close() for adapter in started))
+    await shut(servers)
     await pipeline.aclose()
-    if health is not None:
-        await health.cleanup()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
     return 0

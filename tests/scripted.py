@@ -124,6 +124,24 @@ async def timed(capture: Capture, call_id: str, seconds: float, seed: int) -> No
     capture.emit(ev.CallEnded(call_id=call_id, at=now()))
 
 
+async def bulk(capture: Capture, call_id: str, seconds: float) -> None:
+    """A two-party call with ``seconds`` of audio each, recorded as fast as the recorder takes it (time compressed)."""
+    now = capture.now
+    t0 = now()
+    capture.emit(ev.CallStarted(call_id=call_id, at=t0, source="scripted"))
+    for n, party in enumerate(("alice", "bob")):
+        capture.emit(ev.PartyJoined(call_id=call_id, at=t0, party=party, tel=f"+1555123000{n + 1}"))
+    capture.emit(ev.CallAnswered(call_id=call_id, at=t0))
+    chunk = pcm(60.0, 7)
+    recordings = [capture.open_recording(call_id, f"{p}-leg", p, RATE) for p in ("alice", "bob")]
+    for i in range(int(seconds // 60)):
+        for n, rec in enumerate(recordings):
+            rec.write_at(i * len(chunk), np.roll(chunk, n * 800), at=t0)
+        await asyncio.sleep(0)
+    print(f"call started {capture.vcon_uuid(call_id)}", flush=True)
+    capture.emit(ev.CallEnded(call_id=call_id, at=t0 + timedelta(seconds=seconds)))
+
+
 SCENARIOS = {"answered": answered, "busy": busy, "transfer": transfer, "midcall": midcall, "timed": timed}
 
 
@@ -145,6 +163,9 @@ class ScriptedAdapter(Adapter):
 
     async def _play(self) -> None:
         s = self.settings
+        if s.scenario == "bulk":
+            await bulk(self.capture, "bulk-0", s.call_seconds)
+            return
         if s.scenario == "timed":
             calls = []
             for n in range(s.calls):

@@ -1,0 +1,124 @@
+"""The recorder's own HTTP API (``api_listen``; off by default): calls, pause/resume, live audio.
+
+::
+
+    GET  /api/calls                      calls in progress (JSON list of snapshots)
+    POST /api/calls/{vcon_uuid}/pause    stop keeping the call's audio (PCI), {"reason": "..."} optional
+    POST /api/calls/{vcon_uuid}/resume
+    GET  /api/live[?call=VCON_UUID]      WebSocket: every call's (or one call's) events and audio,
+                                         framed as capture.live describes
+
+Every request needs ``Authorization: Bearer <token>`` when a token is configured (a browser's
+WebSocket cannot set headers: ``?token=`` works for ``/api/live``). Without a token the API
+may only listen on loopback (the config refuses anything else). Further pages (the operator
+console) mount on the same application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from capture.live import LiveHub
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PauseRequest = Callable[[str, bool, str | None], Awaitable[bool | None]]
+"(vcon uuid, paused, reason) -> True done, False nothing to do, None no such call."
+
+
+def authorized(request: web.Request, token: str | None) -> bool:
+    if token is None:
+        return True
+    given = request.headers.get("Authorization", "")
+    if given.startswith("Bearer "):
+        given = given[len("Bearer ") :]
+    else:
+        given = request.query.get("token", "") or request.cookies.get("vcon_capture_token", "")
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+def api_app(
+    *,
+    token: str | None,
+    live: LiveHub,
+    calls: Callable[[], list[dict[str, Any]]],
+    pause: PauseRequest,
+) -> web.Application:
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not authorized(request, token):
+            return web.json_response(
+                {"error": "a valid bearer token is required"}, status=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        return await handler(request)
+
+    async def list_calls(_: web.Request) -> web.Response:
+        return web.Response(text=json.dumps(calls(), default=str), content_type="application/json")
+
+    async def set_paused(request: web.Request, paused: bool) -> web.Response:
+        reason = None
+        if request.can_read_body:
+            try:
+                body = await request.json()
+                reason = str(body.get("reason")) if isinstance(body, dict) and body.get("reason") else None
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return web.json_response({"error": "body must be JSON"}, status=400)
+        done = await pause(request.match_info["uuid"], paused, reason)
+        if done is None:
+            return web.json_response({"error": "no such call in progress"}, status=404)
+        return web.json_response({"vcon_uuid": request.match_info["uuid"], "paused": paused, "changed": done})
+
+    async def do_pause(request: web.Request) -> web.Response:
+        return await set_paused(request, True)
+
+    async def do_resume(request: web.Request) -> web.Response:
+        return await set_paused(request, False)
+
+    async def live_socket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=20.0)
+        await ws.prepare(request)
+        listener = live.listen(request.query.get("call") or None)
+        log.info("live.listener_joined", extra={"call": listener.vcon_uuid, "peer": request.remote})
+
+        async def drain_client() -> None:
+            async for msg in ws:  # the client sends nothing we use; this notices it leaving
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                    break
+
+        reader = asyncio.create_task(drain_client())
+        try:
+            while not ws.closed:
+                getter = asyncio.ensure_future(listener.queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                message = getter.result()
+                if message is None:
+                    break
+                if isinstance(message, bytes):
+                    await ws.send_bytes(message)
+                else:
+                    await ws.send_str(message)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            reader.cancel()
+            live.forget(listener)
+            await ws.close()
+        return ws
+
+    app = web.Application(middlewares=[guard])
+    app.router.add_get("/api/calls", list_calls)
+    app.router.add_post("/api/calls/{uuid}/pause", do_pause)
+    app.router.add_post("/api/calls/{uuid}/resume", do_resume)
+    app.router.add_get("/api/live", live_socket)
+    return app
