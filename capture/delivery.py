@@ -60,6 +60,17 @@ class Delivery:
         for event in self._wake.values():
             event.set()
 
+    async def retry_dead_letter(self, sink: str, vcon_uuid: str) -> bool:
+        """Deliver a dead-lettered vCon to its sink again (the operator fixed the cause); False if there is none."""
+        names = [s.name for s in self.sinks]
+        if sink not in names:
+            return False
+        requeued = await asyncio.to_thread(self.spool.requeue, sink, vcon_uuid, names)
+        if requeued:
+            log.info("delivery.dead_letter_retried", extra={"sink": sink, "vcon_uuid": vcon_uuid})
+            self.wake()
+        return requeued
+
     async def wait_empty(self, deadline: float) -> bool:
         """Wait until every sink has everything (True) or the monotonic ``deadline`` passes (False)."""
         while self.spool.depth():

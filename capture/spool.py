@@ -95,6 +95,34 @@ class Spool:
         self.acknowledge(vcon_uuid, sink)
         return folder / f"{vcon_uuid}{SUFFIX}"
 
+    def dead_letters(self) -> list[tuple[str, str, str]]:
+        """(sink, vCon uuid, reason) of every dead letter, newest first."""
+        found = []
+        for folder in (p for p in self.dead.iterdir() if p.is_dir()):
+            for vcon in folder.glob(f"*{SUFFIX}"):
+                reason = vcon.with_suffix(".reason")
+                text = reason.read_text(encoding="utf-8", errors="replace").strip() if reason.exists() else ""
+                found.append((vcon.stat().st_mtime, folder.name, vcon.name[: -len(SUFFIX)], text))
+        return [(sink, vcon_uuid, text) for _, sink, vcon_uuid, text in sorted(found, reverse=True)]
+
+    def requeue(self, sink: str, vcon_uuid: str, others: list[str]) -> bool:
+        """Give a dead letter to its sink again (an operator fixed the cause); ``others``, the other
+        sinks, are not asked again. False if there is no such letter."""
+        letter = self.dead / sink / f"{vcon_uuid}{SUFFIX}"
+        if not letter.exists():
+            return False
+        if not self.path(vcon_uuid).exists():
+            write_atomic(self.path(vcon_uuid), letter.read_bytes())
+        for other in others:
+            if other != sink:
+                write_atomic(self.outbox / f"{vcon_uuid}.{other}.ok", b"")
+        (self.outbox / f"{vcon_uuid}.{sink}.ok").unlink(missing_ok=True)
+        with self._lock:
+            self._pending[vcon_uuid] = {o for o in others if o != sink}
+        letter.unlink()
+        letter.with_suffix(".reason").unlink(missing_ok=True)
+        return True
+
     def release_if_done(self, vcon_uuid: str, sinks: list[str]) -> bool:
         """Remove the vCon once every sink acknowledged it; True if it is gone."""
         with self._lock:
