@@ -7,7 +7,8 @@ first, a paced sender in this process plays every second one). Measured from /pr
 vCons: CPU ms per call-second (user+sys of the recorder's process tree: it builds vCons in
 worker processes), max RSS (summed over the tree), RTP packets
 lost (expected minus recorded, from the CDRs), and BYE -> vCon latency (vCon file mtime
-minus the CDR end time) p50/p99.
+minus the CDR end time) p50/p99, and the machine's 1-minute load average at the start and
+end of each run (other processes share the cores: read the spread with it).
 
 Baseline: baresip 1.0 (C) as the answering endpoint with its sndfile recorder, one stream
 per call (it answers one audio m= line), under the same sipp load; ratio = our CPU per
@@ -259,6 +260,7 @@ def bench_ours(
         time.sleep(0.1)
     time.sleep(0.5)
     cpu0 = cpu_s(proc.pid)
+    load0 = os.getloadavg()[0]
     elapsed, rc, second_sent = run_sipp(pcap, port, calls, seconds, ramp, streams, work)
     deadline = time.monotonic() + 60
     while len(list(out.glob("*.vcon"))) < calls and time.monotonic() < deadline:
@@ -295,6 +297,7 @@ def bench_ours(
         "bye_to_vcon_s_p50": round(statistics.median(latencies), 3) if latencies else None,
         "bye_to_vcon_s_p99": round(sorted(latencies)[int(0.99 * (len(latencies) - 1))], 3) if latencies else None,
         "wall_s": round(elapsed, 1),
+        "machine_load_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
     }
 
 
