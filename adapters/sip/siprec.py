@@ -72,8 +72,8 @@ def split_body(content_type: str, body: bytes, disposition: str = "") -> list[Bo
             continue
         payload = part.get_payload(decode=True)
         if isinstance(payload, bytes):
-            kind = (part.get("Content-Type") or "").split(";", 1)[0].strip().lower()
-            disp = (part.get("Content-Disposition") or "").split(";", 1)[0].strip().lower()
+            kind = str(part.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+            disp = str(part.get("Content-Disposition") or "").split(";", 1)[0].strip().lower()
             parts.append(BodyPart(kind, disp, payload))
     if not parts:
         raise RemoteProtocolError("multipart body has no parts", excerpt=body)
