@@ -53,12 +53,17 @@ class Bridges:
         self.current.pop(bridge, None)
 
     def forget(self, channels: Iterable[Channel], alive: dict[str, Channel]) -> None:
-        """Drop the history of bridges none of whose channels is still tracked."""
-        for chan in channels:
-            for span in chan.spans:
-                stays = self.history.get(span.bridge)
-                if stays is not None and not any(s.channel.uniqueid in alive for s in stays):
-                    del self.history[span.bridge]
+        """Drop, from the bridges these channels were in, the stays nobody can ask about any more:
+        those of channels no longer tracked that ended before any tracked channel's stay began
+        (a tracked channel of another call may still need to know who it shared the bridge with)."""
+        for bridge in {span.bridge for chan in channels for span in chan.spans}:
+            stays = self.history.get(bridge, [])
+            tracked = [s.start for s in stays if s.channel.uniqueid in alive]
+            if not tracked:
+                self.history.pop(bridge, None)
+                continue
+            first = min(tracked)
+            self.history[bridge] = [s for s in stays if s.channel.uniqueid in alive or s.end is None or s.end >= first]
 
     def near(self, bridge: str, at: datetime) -> list[Channel]:
         """The channels of a bridge around ``at``: those in it then first, then those that left last."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from datetime import datetime
 
 from adapters.ami.bridges import Bridges
@@ -32,18 +31,6 @@ log = logging.getLogger(__name__)
 
 RECENT_LIMIT = 10_000
 "How many channels of finished calls are remembered (to drop their late or stray events)."
-
-
-@dataclass(frozen=True, slots=True)
-class Touched:
-    """What one event did to its channel."""
-
-    channel: Channel
-    call: Call
-    moved_from: Call | None
-    "The call the channel left (its Linkedid changed)."
-    came_up: bool
-    "The channel went Up with this event."
 
 
 class ChannelBook:
@@ -64,18 +51,26 @@ class ChannelBook:
         self.start_hints: dict[str, datetime] = {}
         "Linkedid -> when a call first seen in a resync listing really began."
         self.on_new_party: Callable[[Call, str, list[Output]], None] = _nothing
+        self.moved_from: Call | None = None
+        "Set by :meth:`touch`: the call its channel just left."
+        self.came_up = False
+        "Set by :meth:`touch`: its channel just went Up."
 
     def ignored(self, channel: str | None) -> bool:
         return bool(channel) and endpoint(channel or "") in self.ignore
 
-    def touch(self, msg: Message, at: datetime, out: list[Output]) -> Touched | None:
-        """Take in a channel event: the channel (created or moved as needed) and its call, or None to drop it."""
+    def touch(self, msg: Message, at: datetime, out: list[Output]) -> Channel | None:
+        """Take in a channel event: the channel (created or moved as needed), or None to drop it.
+
+        What the event did besides is left in :attr:`moved_from` (the call the channel left)
+        and :attr:`came_up` (it went Up): no object per event on this hot path.
+        """
         uniqueid = msg.get("Uniqueid")
         linkedid = msg.get("Linkedid")
         if not uniqueid or not linkedid:
             return None
         chan = self.channels.get(uniqueid)
-        moved_from = None
+        self.moved_from = None
         if chan is None:
             name = msg.get("Channel") or ""
             if uniqueid in self.finished or self.ignored(name):
@@ -85,14 +80,14 @@ class ChannelBook:
         elif chan.hung_up:
             return None
         elif chan.linkedid != linkedid:
-            moved_from = self._move(chan, linkedid, at, out)
+            self.moved_from = self._move(chan, linkedid, at, out)
         call = self.calls[linkedid]
         call.ended_at = None
         self._caller_id(call, chan, msg, at, out)
-        came_up = not chan.up and msg.get("ChannelStateDesc") == "Up"
-        if came_up:
+        self.came_up = not chan.up and msg.get("ChannelStateDesc") == "Up"
+        if self.came_up:
             chan.up = True
-        return Touched(chan, call, moved_from, came_up)
+        return chan
 
     def _new_channel(self, uniqueid: str, name: str, linkedid: str) -> Channel:
         chan = Channel(uniqueid, name, linkedid, endpoint(name), seen_at_resync=uniqueid in self.listing_new)
@@ -141,6 +136,10 @@ class ChannelBook:
                 del self.by_name[chan.name]
             self.finished[chan.uniqueid] = call.call_id
         self.bridges.forget(call.channels.values(), self.channels)
+        for chan in call.channels.values():  # no reference cycles left for the garbage collector
+            chan.spans.clear()
+            chan.dials.clear()
+            chan.pair = None
         while len(self.finished) > RECENT_LIMIT:
             self.finished.popitem(last=False)
 

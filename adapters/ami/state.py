@@ -34,7 +34,8 @@ class Channel:
     "The first CallerID stays (an Originate's Local half: later updates describe the far end)."
     seen_at_resync: bool = False
     "First seen in a CoreShowChannels listing: what runs on it (MixMonitor) is not known yet."
-    dtmf_begun: set[str] = field(default_factory=set)
+    dtmf_begun: str = ""
+    "Digits whose DTMFBegin came (a key really pressed)."
 
     @property
     def local(self) -> bool:

@@ -108,22 +108,25 @@ class CallTracker:
             case "FullyBooted":
                 self.resyncs.booted(msg, now)
                 return out
-        touched = self.book.touch(msg, at, out)
-        if touched is None:
+        book = self.book
+        chan = book.touch(msg, at, out)
+        if chan is None:
             return out
-        call, chan = touched.call, touched.channel
-        self._flushing.pop(call.call_id, None)
-        if touched.moved_from is not None and not touched.moved_from.live():
-            self.ending(touched.moved_from, at, now)
-        if touched.came_up and not call.dialing:
+        call = book.calls[chan.linkedid]
+        if self._flushing:
+            self._flushing.pop(call.call_id, None)
+        if book.moved_from is not None and not book.moved_from.live():
+            self.ending(book.moved_from, at, now)
+        if book.came_up and not call.dialing:
             if name != "CoreShowChannel":
                 self.answer(call, at, out)
             elif call.answered_at is None:
                 call.answer_fallback = call.answer_fallback or now  # a listing is undated: ask first
-        for value in msg.getall("ChanVariable"):
-            key, _, found = value.partition("=")
-            if key == "MIXMONITOR_FILENAME":
-                chan.mixmonitor_file = found or chan.mixmonitor_file
+        if "ChanVariable" in msg:  # manager.conf channelvars
+            for value in msg.getall("ChanVariable"):
+                key, _, found = value.partition("=")
+                if key == "MIXMONITOR_FILENAME":
+                    chan.mixmonitor_file = found or chan.mixmonitor_file
         match name:
             case "DialBegin":
                 self._dial(call, chan, msg)
@@ -141,7 +144,7 @@ class CallTracker:
             case "Hold" | "Unhold" if chan.party:
                 self._hold(call, chan, name == "Hold", at, out)
             case "DTMFBegin":
-                chan.dtmf_begun.add(msg.get("Digit") or "?")
+                chan.dtmf_begun += msg.get("Digit") or "?"
             case "DTMFEnd" if chan.party and msg.get("Direction") == "Received":
                 self._dtmf(call, chan, msg, at, out)
             case "VarSet" if msg.get("Variable") == "MIXMONITOR_FILENAME":
@@ -247,7 +250,7 @@ class CallTracker:
         duration = as_int(msg.get("DurationMs")) / 1000
         if duration == 0 and digit not in chan.dtmf_begun:
             return  # queued by the AMI Atxfer action (the feature code it dials), not pressed
-        chan.dtmf_begun.discard(digit)
+        chan.dtmf_begun = chan.dtmf_begun.replace(digit, "", 1)
         self.book.ensure_party(call, chan, at, out)
         start = at - timedelta(seconds=duration)
         out.append(DtmfReceived(call_id=call.call_id, at=start, party=chan.party, digit=digit, duration_s=duration))
