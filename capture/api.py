@@ -5,13 +5,18 @@
     GET  /api/calls                      calls in progress (JSON list of snapshots)
     POST /api/calls/{vcon_uuid}/pause    stop keeping the call's audio (PCI), {"reason": "..."} optional
     POST /api/calls/{vcon_uuid}/resume
-    GET  /api/live[?call=VCON_UUID]      WebSocket: every call's (or one call's) events and audio,
-                                         framed as capture.live describes
+    GET  /api/live[?call=VCON_UUID][&audio=0]
+                                         WebSocket: every call's (or one call's) events and audio,
+                                         framed as capture.live describes (``audio=0``: events only)
+    /console/...                         the operator console (capture.console), when mounted
 
-Every request needs ``Authorization: Bearer <token>`` when a token is configured (a browser's
-WebSocket cannot set headers: ``?token=`` works for ``/api/live``). Without a token the API
-may only listen on loopback (the config refuses anything else). Further pages (the operator
-console) mount on the same application.
+Every request needs the token when one is configured: ``Authorization: Bearer <token>``,
+``?token=`` (a browser's WebSocket cannot set headers) or the console's ``vcon_capture_token``
+cookie. A browser without it gets the console's sign-in page (401) for a page, 401 JSON for
+the rest. Without a token the API may only listen on loopback (the config refuses anything
+else), and then only answers requests naming a loopback host (a DNS-rebinding page gets 403).
+A browser request from another origin (its ``Origin`` header names another host) gets 403:
+another site's page can neither drive the API with the operator's cookie nor read it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from capture.console import LOGIN_PATH, login_page
 from capture.live import LiveHub
 
 log = logging.getLogger(__name__)
@@ -45,16 +51,46 @@ def authorized(request: web.Request, token: str | None) -> bool:
     return hmac.compare_digest(given.encode(), token.encode())
 
 
+LOOPBACK_HOSTS = ("localhost", "::1")
+
+
+def _host(netloc: str) -> str:
+    """The host part of ``host[:port]`` (IPv6 in brackets), lower case."""
+    if netloc.startswith("["):
+        return netloc[1 : netloc.find("]")].lower()
+    return netloc.rsplit(":", 1)[0].lower() if netloc.count(":") == 1 else netloc.lower()
+
+
+def refusal(request: web.Request, token: str | None) -> str | None:
+    """Why a request is refused whatever its credentials (None: it is not)."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.split("://", 1)[-1].lower() != request.host.lower():
+        return "cross-origin request refused"
+    if token is None:
+        host = _host(request.host)
+        if not (host in LOOPBACK_HOSTS or host.startswith("127.")):
+            return "without a token this API answers only requests to a loopback host name"
+    return None
+
+
 def api_app(
     *,
     token: str | None,
     live: LiveHub,
     calls: Callable[[], list[dict[str, Any]]],
     pause: PauseRequest,
+    console: web.Application | None = None,
 ) -> web.Application:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if (why := refusal(request, token)) is not None:
+            return web.json_response({"error": why}, status=403)
         if not authorized(request, token):
+            if console is not None and request.path == LOGIN_PATH and request.method == "POST":
+                return await handler(request)
+            page = request.method in ("GET", "HEAD") and not request.path.startswith(("/api/", "/console/api/"))
+            if console is not None and page and "websocket" not in request.headers.get("Upgrade", "").lower():
+                return login_page()
             return web.json_response(
                 {"error": "a valid bearer token is required"}, status=401, headers={"WWW-Authenticate": "Bearer"}
             )
@@ -86,6 +122,7 @@ def api_app(
         ws = web.WebSocketResponse(heartbeat=20.0)
         await ws.prepare(request)
         listener = live.listen(request.query.get("call") or None)
+        audio = request.query.get("audio", "1") not in ("0", "false", "no")
         log.info("live.listener_joined", extra={"call": listener.vcon_uuid, "peer": request.remote})
 
         async def drain_client() -> None:
@@ -105,7 +142,8 @@ def api_app(
                 if message is None:
                     break
                 if isinstance(message, bytes):
-                    await ws.send_bytes(message)
+                    if audio:
+                        await ws.send_bytes(message)
                 else:
                     await ws.send_str(message)
         except (ConnectionResetError, asyncio.CancelledError):
@@ -121,4 +159,12 @@ def api_app(
     app.router.add_post("/api/calls/{uuid}/pause", do_pause)
     app.router.add_post("/api/calls/{uuid}/resume", do_resume)
     app.router.add_get("/api/live", live_socket)
+    if console is not None:
+
+        async def to_console(_: web.Request) -> web.StreamResponse:
+            raise web.HTTPFound("/console/")
+
+        app.router.add_get("/", to_console)
+        app.router.add_get("/console", to_console)
+        app.add_subapp("/console", console)
     return app

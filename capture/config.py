@@ -103,6 +103,9 @@ class CoreSettings:
     api_token_file: Path | None = setting(
         None, "file holding the API's bearer token (or env VCON_CAPTURE_API_TOKEN); required off loopback"
     )
+    console_ca_file: Path | None = setting(
+        None, "PEM CA bundle the console verifies signed vCons against (unset: shown as not verified)"
+    )
     live_push_url: str | None = setting(None, "wss:// URL each call's live audio and events are pushed to")
     live_push_token_file: Path | None = setting(
         None, "file holding the bearer token sent to live_push_url (or env VCON_CAPTURE_LIVE_PUSH_TOKEN)"

@@ -121,14 +121,28 @@ async def _start_health(pipeline: Pipeline, listen: str, ready: Callable[[], boo
 
 
 async def _start_servers(config: Config, pipeline: Pipeline, ready: Callable[[], bool]) -> list[web.AppRunner]:
-    """The health/metrics endpoint and the API, as configured."""
+    """The health/metrics endpoint and the API (with the operator console), as configured."""
+    from capture.console import console_app
+
     core, servers = config.core, []
     try:
         if core.metrics_listen:
             servers.append(await _start_health(pipeline, core.metrics_listen, ready))
         if core.api_listen:
+            console = console_app(
+                pipeline,
+                token=config.api_token,
+                ready=ready,
+                out_dirs=(core.out,),
+                media_dirs=(core.media_dir,) if core.media_dir else (),
+                ca_file=core.console_ca_file,
+            )
             app = api_app(
-                token=config.api_token, live=pipeline.live, calls=pipeline.calls_snapshot, pause=pipeline.request_pause
+                token=config.api_token,
+                live=pipeline.live,
+                calls=pipeline.calls_snapshot,
+                pause=pipeline.request_pause,
+                console=console,
             )
             servers.append(await _serve_app(app, core.api_listen, "api_listen"))
     except StartupError:
