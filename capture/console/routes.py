@@ -57,7 +57,8 @@ def _day(text: str | None, name: str) -> date | None:
                                  content_type="application/json") from None  # fmt: skip
 
 
-def _health(pipeline: Pipeline, ready: Callable[[], bool], auth: bool) -> dict[str, Any]:
+def _storage(pipeline: Pipeline) -> dict[str, Any]:
+    """Free space under each directory the service writes, and the dead letters' count (file system only)."""
     disk = pipeline.disk
     spaces = []
     for path in disk.paths:
@@ -66,25 +67,16 @@ def _health(pipeline: Pipeline, ready: Callable[[], bool], auth: bool) -> dict[s
         except OSError:
             continue
         spaces.append({"path": str(path), "free_bytes": free, "low": free < disk.min_free_bytes})
-    if disk.low:
-        state = "refusing calls: disk space low"
-    elif not pipeline.accepting:
-        state = "draining"
-    else:
-        state = "ready" if ready() else "starting"
     dead = sum(1 for _ in pipeline.spool.dead.glob("*/*.vcon"))
-    return {
-        "now": pipeline.now().isoformat(),
-        "state": state,
-        "accepting": pipeline.accepting,
-        "calls": len(pipeline.calls_snapshot()),
-        "spool_depth": pipeline.spool.depth(),
-        "dead_letters": dead,
-        "disk": spaces,
-        "min_free_bytes": disk.min_free_bytes,
-        "auth": auth,
-        "version": __version__,
-    }
+    return {"dead_letters": dead, "disk": spaces, "min_free_bytes": disk.min_free_bytes}
+
+
+def _state(pipeline: Pipeline, ready: Callable[[], bool]) -> str:
+    if pipeline.disk.low:
+        return "refusing calls: disk space low"
+    if not pipeline.accepting:
+        return "draining"
+    return "ready" if ready() else "starting"
 
 
 def _dead_letters(pipeline: Pipeline) -> list[dict[str, Any]]:
@@ -105,7 +97,19 @@ def data_routes(pipeline: Pipeline, archive: Archive, ready: Callable[[], bool],
 
     @routes.get("/api/health")
     async def health(_: web.Request) -> web.Response:
-        return _json(await asyncio.to_thread(_health, pipeline, ready, auth))
+        storage = await asyncio.to_thread(_storage, pipeline)
+        return _json(
+            {
+                "now": pipeline.now().isoformat(),
+                "state": _state(pipeline, ready),
+                "accepting": pipeline.accepting,
+                "calls": len(pipeline.live.snapshots()),
+                "spool_depth": pipeline.spool.depth(),
+                **storage,
+                "auth": auth,
+                "version": __version__,
+            }
+        )
 
     @routes.get("/api/vcons")
     async def vcons(request: web.Request) -> web.Response:

@@ -29,12 +29,12 @@ DTMF_AT_S = 2.0
 "The key press's offset from the first RTP packet (its RTP timestamp), as sipp sends it."
 
 
-def shot(page, name: str, artifacts: Path, *, full_page: bool = False) -> Path:
-    """A screenshot into the test's artifacts; into docs/console/ too when VCON_UPDATE_SCREENSHOTS=1."""
+def shot(page, name: str, artifacts: Path, *, full_page: bool = False, docs: bool = True) -> Path:
+    """A screenshot into the test's artifacts; with ``docs``, into docs/console/ too when VCON_UPDATE_SCREENSHOTS=1."""
     artifacts.mkdir(parents=True, exist_ok=True)
     path = artifacts / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
-    if os.environ.get("VCON_UPDATE_SCREENSHOTS") == "1":
+    if docs and os.environ.get("VCON_UPDATE_SCREENSHOTS") == "1":
         DOCS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS / path.name)
     return path

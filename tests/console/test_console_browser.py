@@ -257,7 +257,7 @@ def test_with_a_token_no_page_or_api_answers_without_it(browser, recorder, watch
     page.get_by_label("API token").fill("not-the-token")
     page.get_by_role("button", name="Sign in").click()
     assert "not the one" in page.get_by_role("alert").inner_text()
-    shot(page, "sign-in", artifacts)
+    shot(page, "sign-in", artifacts, docs=False)
     page.get_by_label("API token").fill(TOKEN)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_selector("#view-live:not([hidden])")
@@ -302,7 +302,7 @@ def test_every_view_is_labelled_keyboard_reachable_and_fits_a_phone(browser, rec
         assert report["unnamed"] == [] and report["unlabelledImages"] == 0, (name, report)
         assert report["current"] == {"detail": "vcons", "dead-letters": "dead"}.get(name, name)
         assert report["focusable"] >= 3
-        shot(page, f"phone-{name}", artifacts, full_page=True)
+        shot(page, f"phone-{name}", artifacts, full_page=True, docs=False)
     assert not page.errors, page.errors
     page.context.close()
 
