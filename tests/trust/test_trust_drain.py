@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from sip.harness import cdr, recording_channels
@@ -32,6 +32,7 @@ from webrtc_harness import recording
 from adapters.sip.adapter import SipAdapter
 from adapters.sip.message import parse_message
 from adapters.sip.settings import SipSettings
+from capture.clock import SYSTEM
 
 GRACE_S = 10.0
 PROBES = ("ping-0", "ping-1", "late-invite", "late-ping", "ping-4", "ping-5")
@@ -43,7 +44,10 @@ class Draining:
     accepting = True
 
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return SYSTEM.now()
+
+    def monotonic(self) -> float:
+        return SYSTEM.monotonic()
 
 
 async def test_options_answer_503_while_the_service_is_shutting_down(udp_socket: socket.socket) -> None:
