@@ -96,6 +96,8 @@ class LiveCall:
             if end is not None:
                 recording.resume(end)
         recording.tap = self._tap(recording, len(self.recordings))
+        uuid, live = self.uuid, self.live
+        recording.listened = lambda: live.wants(uuid)
         self.recordings.append(recording)
         return recording
 

@@ -94,6 +94,9 @@ class StreamRecording:
         "Wall-clock stretches whose audio is not kept (the last one may still be open)."
         self.tap: Callable[[int, np.ndarray], None] | None = None
         "Sees (position, pcm) of every piece of audio kept, as it is placed (live listeners)."
+        self.listened: Callable[[], bool] = lambda: False
+        """Whether someone listens live right now: an RTP adapter then hands audio over packet by
+        packet instead of in batches (live latency), and goes back to batches when they leave."""
         self.level_db: float | None = None
         "Level of the last second written (dBFS; None before any audio): the operator's meter."
         self.counters: dict[str, int] = {}
