@@ -115,7 +115,10 @@ class Session:
                 setup_timeout_s=self._setup_timeout_s,
                 media_timeout_s=self._media_timeout_s,
                 on_first_frame=lambda: self._on_audio(self),
+                clock=self.capture.monotonic,
             )
+            recorder.drain()  # anything decoded before now goes first, then frames come directly
+            buffer.sink = recorder.deliver
             self._recorders.append(recorder)
             task = asyncio.create_task(recorder.run(), name=f"webrtc-record-{stream_id}")
             task.add_done_callback(self._on_recorder_done)
