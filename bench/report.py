@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 SATURATED_BUSY_PCT = 95  # machine busy % above which a WebRTC row measures the box, not the adapter
 OURS, BASELINE, OURS_ALT = "tab:blue", "tab:orange", "tab:green"
+WEBRTC_SERVERS = (("ours", "ours", OURS), ("janus", "Janus", BASELINE), ("before", "ours before", "tab:gray"))
 
 
 def provenance(doc: dict) -> str:
@@ -154,83 +155,90 @@ def sip(doc: dict, out: Path) -> str:
 
 def webrtc(doc: dict, out: Path) -> str:
     runs = doc["runs"]
-    base = doc.get("baseline", {})
     n = [r["sessions"] for r in runs]
+    servers = [(k, label, color) for k, label, color in WEBRTC_SERVERS if any(k in r for r in runs)]
     starved = [r["machine_busy_pct_2_cores"] >= SATURATED_BUSY_PCT for r in runs]
-    fig, (cpu, loss, lat) = figure(3, "WebRTC (WHIP, Opus): N aiortc client processes, one server")
+    fig, (per, core, loss) = figure(3, "WebRTC (Opus): N aiortc sessions on one core, the server on the other")
 
-    def ours(ax: plt.Axes, key: str, marker: str, label: str, color: str = OURS) -> None:
-        ax.plot(n, [r[key] for r in runs], marker + "-", color=color, label=label)
-        hollow = [(x, r[key]) for x, r, s in zip(n, runs, starved, strict=True) if s]
-        if hollow:
-            ax.plot(
-                *zip(*hollow, strict=True),
-                "o",
-                ms=12,
-                mfc="none",
-                color="tab:red",
-                label=f"machine ≥{SATURATED_BUSY_PCT} % busy (box-bound)",
-            )
+    def series(key: str, field: str) -> tuple[list[int], list[float]]:
+        points = [(r["sessions"], r[key][field]) for r in runs if key in r and r[key].get(field) is not None]
+        return [p[0] for p in points], [p[1] for p in points]
 
-    ours(cpu, "per_session_cpu_pct", "o", "ours")
-    lab_cpu = {int(k): v for k, v in base.get("per_session_cpu_pct", {}).items()}
-    if lab_cpu:
-        cpu.plot(list(lab_cpu), list(lab_cpu.values()), "s--", color=BASELINE, label="lab baseline (aiortc WAV writer)")
-    cpu.set(
-        title="Server CPU per session", xlabel="concurrent sessions", ylabel="% of one core per session", ylim=(0, None)
-    )
-    cpu.legend(fontsize=8)
-
-    ours(loss, "audio_loss_pct_mean", "o", "ours, mean")
-    loss.plot(n, [r["audio_loss_pct_max"] for r in runs], "^:", color=OURS, label="ours, max")
-    lab_loss = {int(k): v for k, v in base.get("frames_lost_pct", {}).items()}
-    if lab_loss:
-        loss.plot(list(lab_loss), list(lab_loss.values()), "s--", color=BASELINE, label="lab baseline")
-    loss.set(title="Audio lost per session", xlabel="concurrent sessions", ylabel="% of sent audio")
-    loss.legend(fontsize=8)
-
-    ours(lat, "close_to_vcon_s_median", "o", "median")
-    lat.plot(n, [r["close_to_vcon_s_max"] for r in runs], "^:", color=OURS, label="max")
-    lat.set(title="DELETE → vCon on disk", xlabel="concurrent sessions", ylabel="seconds (log)", yscale="log")
-    lat.legend(fontsize=8)
+    for key, label, color in servers:
+        per.plot(*series(key, "per_session_cpu_pct"), "o-", color=color, label=label)
+        core.plot(*series(key, "server_cpu_pct_of_one_core"), "o-", color=color, label=label)
+        loss.plot(*series(key, "audio_loss_pct_max"), "o-", color=color, label=f"{label}: audio lost, max")
+        failed = [
+            (r["sessions"], r[key]["audio_loss_pct_max"])
+            for r in runs
+            if key in r and not r[key].get("loss_out_equals_loss_in")
+        ]
+        if failed:
+            loss.plot(*zip(*failed, strict=True), "x", ms=11, color="tab:red")
+    loss_in = [r.get("ours", r.get("janus", {})).get("loss_in_pct") or 0 for r in runs]
+    loss.plot(n, loss_in, "k--", label="loss in (dropped by clients)")
+    per.set(title="Server CPU per session", xlabel="concurrent sessions", ylabel="% of one core", ylim=(0, None))
+    core.axhline(100, color="gray", lw=1)
+    core.set(title="Server CPU (its own core)", xlabel="concurrent sessions", ylabel="% of one core", ylim=(0, None))
+    loss.set(title="Loss out vs loss in (x: not equal)", xlabel="concurrent sessions", ylabel="% of sent audio")
+    loss.set_ylim(bottom=0, top=max(1.0, loss.get_ylim()[1]))
+    for ax in (per, core, loss):
+        ax.legend(fontsize=8)
     fig.savefig(out / "webrtc.png", dpi=110)
     plt.close(fig)
+
+    def cell(r: dict, key: str, field: str) -> object:
+        return r[key].get(field) if key in r else None
+
+    def trio(r: dict, field: str) -> str:
+        return " / ".join(
+            "–" if cell(r, k, field) is None else str(cell(r, k, field)) for k in ("ours", "janus", "before")
+        )
 
     rows = [
         [
             r["sessions"],
             f"{r['completed']}/{r['sessions']}",
             r["server_cpu_pct_of_one_core"],
-            r["per_session_cpu_pct"],
-            r.get("lab_per_session_cpu_pct"),
-            r.get("per_session_cpu_ratio_to_lab"),
-            f"{r['audio_loss_pct_mean']} / {r['audio_loss_pct_max']}",
-            f"{r['close_to_vcon_s_median']} / {r['close_to_vcon_s_max']}",
-            r["server_max_rss_mb"],
+            cell(r, "ours", "per_session_cpu_pct"),
+            cell(r, "janus", "per_session_cpu_pct"),
+            r.get("cpu_per_session_ratio_ours_to_janus"),
+            cell(r, "before", "per_session_cpu_pct"),
+            r.get("cpu_per_session_ratio_ours_to_before"),
+            cell(r, "ours", "loss_in_pct"),
+            trio(r, "loss_out_pct"),
+            trio(r, "audio_loss_pct_max"),
+            cell(r, "ours", "delete_to_vcon_s_median"),
             f"{r['machine_busy_pct_2_cores']}" + (" (box-bound)" if s else ""),
+            " / ".join(f"{v:.2f}" for v in r.get("load_average_before", [])[:1] + r.get("load_average_after", [])[:1]),
         ]
         for r, s in zip(runs, starved, strict=True)
     ]
     header = [
         "sessions",
-        "completed",
-        "server CPU % of a core",
-        "per session %",
-        "lab per session %",
-        "ratio to lab",
-        "audio lost mean/max %",
-        "DELETE→vCon median/max s",
-        "server max RSS MB",
+        "completed (ours)",
+        "ours CPU % of its core",
+        "ours per session %",
+        "Janus per session %",
+        "ours / Janus",
+        "before per session %",
+        "ours / before",
+        "loss in %",
+        "loss out ours / Janus / before %",
+        "audio lost max ours / Janus / before %",
+        "DELETE→vCon median s",
         "machine busy % (2 cores)",
+        "load avg before / after",
     ]
+    setup = doc.get("setup", {})
+    notes = [f"{name}: {text}" for name, text in setup.items() if text]
     return "\n\n".join(
         [
             "### WebRTC",
             provenance(doc),
             table(header, rows),
-            f"Baseline: {base.get('source', 'none')}. Clients run on the same 2 cores; a row where the machine is "
-            f"≥{SATURATED_BUSY_PCT} % busy measures the box (the server is starved), not the adapter.",
-            "![WebRTC: CPU per session, audio loss, DELETE→vCon](webrtc.png)",
+            "Setup. " + "; ".join(notes) + ".",
+            "![WebRTC: CPU per session, CPU of the server core, loss out vs loss in](webrtc.png)",
         ]
     )
 

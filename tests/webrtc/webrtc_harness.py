@@ -55,15 +55,16 @@ def free_port() -> int:
 
 
 class Server:
-    """``python -m capture webrtc`` on a free port, writing vCons to ``out``."""
+    """``python -m capture webrtc`` on a free port, writing vCons to ``out``; ``prefix`` goes
+    before the command (the benchmark's ``taskset -c 1``)."""
 
-    def __init__(self, tmp: Path, *extra: str) -> None:
+    def __init__(self, tmp: Path, *extra: str, prefix: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.out = tmp / "out"
         self.log = tmp / "server.log"
         self.base = f"http://127.0.0.1:{self.port}"
         args = [
-            sys.executable, "-m", "capture", "webrtc",
+            *prefix, sys.executable, "-m", "capture", "webrtc",
             "--listen", f"127.0.0.1:{self.port}",
             "--out", str(self.out),
             "--state-dir", str(tmp / "state"),
