@@ -7,7 +7,7 @@
 * :func:`ranged`: the bytes with HTTP range support (a media element seeks by range requests).
 * :func:`peaks`: ``bins`` (min, max) pairs per channel, read in blocks (bounded memory, whatever
   the length), so the page draws a waveform from a few kilobytes.
-* :class:`ByteCache`: decoded audio kept by total size, oldest dropped first.
+* :class:`AudioCache`: decoded audio kept by total size, least recently used dropped first.
 """
 
 from __future__ import annotations
@@ -120,27 +120,29 @@ def peaks(source: bytes | Path, bins: int = BINS) -> dict[str, Any]:
     }
 
 
-class ByteCache:
-    """Values with a byte size, the least recently used dropped once the total passes ``max_bytes``."""
+class AudioCache:
+    """Decoded audio kept for the player's range requests, the least recently used dropped once
+    the total passes ``max_bytes``."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._items: OrderedDict[Hashable, AudioSource] = OrderedDict()
         self._size = 0
 
-    def get(self, key: Hashable) -> bytes | None:
+    def get(self, key: Hashable) -> AudioSource | None:
         value = self._items.get(key)
         if value is not None:
             self._items.move_to_end(key)
         return value
 
-    def put(self, key: Hashable, value: bytes) -> None:
-        if len(value) > self.max_bytes:
+    def put(self, key: Hashable, value: AudioSource) -> None:
+        size = len(value.data or b"")
+        if size > self.max_bytes:
             return
         if key in self._items:
-            self._size -= len(self._items.pop(key))
+            self._size -= len(self._items.pop(key).data or b"")
         self._items[key] = value
-        self._size += len(value)
+        self._size += size
         while self._size > self.max_bytes:
             _, dropped = self._items.popitem(last=False)
-            self._size -= len(dropped)
+            self._size -= len(dropped.data or b"")

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from capture import __version__
 from capture.console.archive import UUID_RE, Archive, load_content
-from capture.console.audio import AudioSource, ByteCache, locate, peaks, ranged
+from capture.console.audio import AudioCache, AudioSource, locate, peaks, ranged
 from capture.console.vcons import Query, detail, is_audio
 from capture.pipeline import Pipeline
 
@@ -80,8 +80,15 @@ def _state(pipeline: Pipeline, ready: Callable[[], bool]) -> str:
 
 
 def _dead_letters(pipeline: Pipeline) -> list[dict[str, Any]]:
+    letters: list[tuple[str, str, str]] = []
+    for _ in range(3):
+        try:
+            letters = pipeline.spool.dead_letters()
+            break
+        except FileNotFoundError:  # a letter was retried (moved back to the outbox) while its folder was read
+            continue
     out = []
-    for sink, vcon_uuid, reason in pipeline.spool.dead_letters()[:DEAD_LETTERS_SHOWN]:
+    for sink, vcon_uuid, reason in letters[:DEAD_LETTERS_SHOWN]:
         try:
             at: float | None = (pipeline.spool.dead / sink / f"{vcon_uuid}.vcon").stat().st_mtime
         except FileNotFoundError:
@@ -92,8 +99,9 @@ def _dead_letters(pipeline: Pipeline) -> list[dict[str, Any]]:
 
 def data_routes(pipeline: Pipeline, archive: Archive, ready: Callable[[], bool], auth: bool) -> web.RouteTableDef:
     routes = web.RouteTableDef()
-    audio_cache = ByteCache(AUDIO_CACHE_BYTES)
+    audio_cache = AudioCache(AUDIO_CACHE_BYTES)
     peaks_cache: OrderedDict[tuple[Path, int, int], dict[str, Any]] = OrderedDict()
+    loading: dict[tuple[Path, int, int], asyncio.Future[AudioSource | None]] = {}
 
     @routes.get("/api/health")
     async def health(_: web.Request) -> web.Response:
@@ -146,7 +154,20 @@ def data_routes(pipeline: Pipeline, archive: Archive, ready: Callable[[], bool],
         )
         return _json(page)
 
+    async def read_source(path: Path, index: int, key: tuple[Path, int, int]) -> AudioSource | None:
+        content = await asyncio.to_thread(load_content, path)
+        dialogs = content.get("dialog") if content else None
+        if not isinstance(dialogs, list) or not 0 <= index < len(dialogs) or not isinstance(dialogs[index], dict):
+            return None
+        if not is_audio(dialogs[index]):
+            return None
+        source = await asyncio.to_thread(locate, dialogs[index], archive.media_dirs)
+        if source is not None and source.data is not None:
+            audio_cache.put(key, source)
+        return source
+
     async def source_of(request: web.Request) -> tuple[AudioSource | None, tuple[Path, int, int] | None]:
+        """A recording dialog's audio; the player's and the waveform's requests share one read of the file."""
         path = archive.find(request.match_info["uuid"])
         try:
             index = int(request.match_info["dialog"])
@@ -154,19 +175,17 @@ def data_routes(pipeline: Pipeline, archive: Archive, ready: Callable[[], bool],
             return None, None
         if path is None:
             return None, None
-        key = (path, path.stat().st_mtime_ns, index)
-        if (data := audio_cache.get(key)) is not None:
-            return AudioSource("audio/x-wav", data=data), key
-        content = await asyncio.to_thread(load_content, path)
-        dialogs = content.get("dialog") if content else None
-        if not isinstance(dialogs, list) or not 0 <= index < len(dialogs) or not isinstance(dialogs[index], dict):
-            return None, key
-        if not is_audio(dialogs[index]):
-            return None, key
-        source = await asyncio.to_thread(locate, dialogs[index], archive.media_dirs)
-        if source is not None and source.data is not None:
-            audio_cache.put(key, source.data)
-        return source, key
+        try:
+            key = (path, path.stat().st_mtime_ns, index)
+        except FileNotFoundError:
+            return None, None
+        if (cached := audio_cache.get(key)) is not None:
+            return cached, key
+        task = loading.get(key)
+        if task is None:
+            task = loading[key] = asyncio.ensure_future(read_source(path, index, key))
+            task.add_done_callback(lambda _: loading.pop(key, None))
+        return await asyncio.shield(task), key
 
     @routes.get("/vcons/{uuid}/audio/{dialog}")
     async def audio(request: web.Request) -> web.StreamResponse:

@@ -10,6 +10,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import threading
 from datetime import datetime
@@ -55,6 +56,25 @@ def call_flow(tmp: Path, *, hold: bool = True) -> str:
     return scenario("console", *parts)
 
 
+def free_media_port() -> int:
+    """An even UDP port free with its next three (sipp's RTP, RTCP and video pair) right now."""
+    for _ in range(100):
+        port = random.randrange(20000, 60000, 2)
+        sockets = []
+        try:
+            for offset in range(4):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(s)
+                s.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        return port
+    raise RuntimeError("no free media port")
+
+
 class SippCall:
     """One sipp call running in the background, its messages traced with their send times."""
 
@@ -64,7 +84,7 @@ class SippCall:
         (tmp / f"{name}.xml").write_text(flow)
         self.trace = tmp / f"{name}_messages.log"
         args = ["sipp", "-sf", str(tmp / f"{name}.xml"), "-s", "rec", f"127.0.0.1:{recorder.port}", "-i", "127.0.0.1",
-                "-p", str(free_port()), "-mp", str(free_port() & ~1), "-m", "1", "-l", "1", "-nostdin",
+                "-p", str(free_port()), "-mp", str(free_media_port()), "-m", "1", "-l", "1", "-nostdin",
                 "-timeout", "40", "-timeout_error", "-trace_msg", "-message_file", str(self.trace)]  # fmt: skip
         self.proc = subprocess.Popen(args, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      env={**os.environ, "TERM": "dumb"})  # fmt: skip

@@ -57,7 +57,7 @@ def recorder(tmp_path_factory):
     rec.tmp = tmp  # type: ignore[attr-defined]
     yield rec
     log = rec.stop()
-    assert "Traceback" not in log, log[-4000:]
+    assert "Traceback" not in log, log[log.index("Traceback") - 2000 :][:6000]
 
 
 def signed_in(browser, recorder, viewport=DESKTOP):
@@ -104,7 +104,9 @@ def test_live_view_shows_the_call_within_1s_of_its_invite_and_removes_it_when_it
     vcon = watched_call["vcon"]
     cdr = next(a["body"] for a in vcon["attachments"] if a["purpose"] == "cdr")
     assert seen["callId"] == cdr["sip_call_id"]
-    assert seen["first"] / 1000 - watched_call["invite_at"] <= 1.0, "shown within 1 s of the INVITE"
+    shown_after = seen["first"] / 1000 - watched_call["invite_at"]
+    print(f"the call was on screen {shown_after:.3f} s after sipp sent its INVITE")
+    assert shown_after <= 1.0, "shown within 1 s of the INVITE"
     assert seen["gone"] / 1000 > watched_call["bye_at"], "not removed before the call ended"
     assert seen["returns"] == 0, "the card never vanished mid-call"
     assert seen["held"], "the hold was shown"
@@ -161,21 +163,30 @@ def test_detail_view_plays_the_audio_and_shows_the_events_at_their_times(browser
     assert hold[0] == pytest.approx(hold_at, abs=0.03) and hold[1] > hold[0]
 
     # Keyboard: the DTMF marker is a button; Enter plays from there, the cursor follows the player.
+    page.evaluate("""() => {
+      const p = document.getElementById("player");
+      window.__seeks = [];
+      p.addEventListener("seeked", () => window.__seeks.push(p.currentTime));
+    }""")
     page.focus(".mark.dtmf")
     page.keyboard.press("Enter")
     page.wait_for_function("() => document.getElementById('player').currentTime > 2.6", timeout=10_000)
+    assert page.evaluate("() => !document.getElementById('player').paused"), "it plays"
+    seeks = page.evaluate("window.__seeks")
+    assert seeks and seeks[0] == pytest.approx(dtmf["x"] - geometry["bar"], abs=0.03), "from the key press"
+    page.evaluate("() => document.getElementById('player').pause()")
+    page.wait_for_function("""(bar) => {
+      const p = document.getElementById("player"), c = document.getElementById("cursor");
+      return p.paused && Math.abs(Number(c.dataset.t) - (bar + p.currentTime)) < 0.02;
+    }""", arg=geometry["bar"])  # fmt: skip
     state = page.evaluate("""() => {
       const p = document.getElementById("player"), c = document.getElementById("cursor");
       const layer = c.parentElement.getBoundingClientRect();
-      return { time: p.currentTime, paused: p.paused, t: Number(c.dataset.t),
-               x: (c.getBoundingClientRect().left - layer.left) / layer.width };
+      const x = (c.getBoundingClientRect().left - layer.left) / layer.width;
+      return { time: p.currentTime, t: Number(c.dataset.t), x };
     }""")
-    assert not state["paused"]
-    assert state["t"] == pytest.approx(geometry["bar"] + state["time"], abs=0.3), state
-    assert state["x"] * geometry["D"] == pytest.approx(state["t"], abs=0.05), state
-    page.evaluate("document.getElementById('player').pause()")
-    after_seek = page.evaluate("document.getElementById('player').currentTime")
-    assert DTMF_AT_S < after_seek < rec["duration"], "played on from the key press, not from the start"
+    assert state["x"] * geometry["D"] == pytest.approx(state["t"], abs=0.05), "the cursor is drawn at the player's time"
+    assert 2.6 < state["time"] < rec["duration"]
 
     text = page.inner_text("#detail")
     assert "valid" in page.inner_text(".facts") and vcon["uuid"] in text
@@ -222,7 +233,8 @@ def test_dead_letter_retried_from_the_page_is_delivered(browser, tmp_path, artif
     finally:
         log = recorder.stop()
         conserver.stop()
-    assert "delivery.dead_lettered" in log and "delivery.dead_letter_retried" in log and "Traceback" not in log
+    assert "delivery.dead_lettered" in log and "delivery.dead_letter_retried" in log
+    assert "Traceback" not in log, log[log.index("Traceback") - 2000 :][:6000]
 
 
 def request(url: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str]:

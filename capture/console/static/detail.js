@@ -109,6 +109,7 @@ export class Detail {
     audio.addEventListener("play", () => { cancelAnimationFrame(this.frame); follow(); });
     audio.addEventListener("timeupdate", follow);
     audio.addEventListener("seeked", follow);
+    audio.addEventListener("pause", follow);
     audio.addEventListener("loadedmetadata", follow);
     follow();
     return panel;

@@ -6,6 +6,8 @@ import { api, badge, clock, el, localTime, parseTime, partyName, server } from "
 const POLL_MS = 1000;
 const RECENT_EVENTS = 4;
 const LEVEL_FLOOR = -60;
+// Ended calls remembered, so a poll answered just before a call ended cannot bring its card back.
+const ENDED_KEPT = 1000;
 
 export class Live {
   constructor(root) {
@@ -54,7 +56,12 @@ export class Live {
     }
     const uuid = event.vcon_uuid;
     if (!uuid) return;
-    if (event.type === "call_ended") { this.ended.add(uuid); this.remove(uuid); return; }
+    if (event.type === "call_ended") {
+      this.ended.add(uuid);
+      if (this.ended.size > ENDED_KEPT) this.ended.delete(this.ended.values().next().value);
+      this.remove(uuid);
+      return;
+    }
     if (this.ended.has(uuid)) return;
     if (event.type === "call" || event.type === "call_started") {
       this.upsert(uuid, event);
