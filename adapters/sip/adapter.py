@@ -35,6 +35,7 @@ from adapters.sip.dialogs import (
 )
 from adapters.sip.rtp import RtpEndpoint, RtpStream
 from adapters.sip.settings import SipSettings
+from adapters.sip.siprec_parties import RecordingGroups
 from adapters.sip.transactions import Send
 from adapters.sip.transport import TcpProtocol, UdpProtocol, bind_rtp_socket, reachable_address
 from capture.adapter import Adapter, Capture
@@ -78,6 +79,7 @@ class SipAdapter(Adapter):
         self._stopped = False
         self._closed = False
         self._rtp_tasks: set[asyncio.Task[Any]] = set()
+        self._recordings = RecordingGroups()
 
     def describe(self) -> str:
         tls = f" tls {self.settings.tls_listen}" if self.settings.tls_listen else ""
@@ -245,6 +247,8 @@ class SipAdapter(Adapter):
         if isinstance(event, Reoffer):
             self._reoffer(call, event, now)
         elif isinstance(event, RemoteBye):
+            if event.request is not None:
+                call.bye(event.request)
             if call.answered_at is None:
                 log.info("sip.bye_before_answer", extra={"call_id": call.call_id})
             self._finish(call, cause=reason or "BYE", hangup_by="remote", ended_by=by, reason=reason)
@@ -263,9 +267,12 @@ class SipAdapter(Adapter):
     def _new_call(self, event: NewInvite | InviteRefused, now: float) -> None:
         dialog = event.dialog
         call = SipCall(dialog, self.capture, bind_rtp=partial(self._bind_rtp, dialog), address=self.address,
-                       reorder_depth=self.settings.reorder_depth)  # fmt: skip
+                       reorder_depth=self.settings.reorder_depth, own_hosts=frozenset({self.host}))  # fmt: skip
         self.calls[dialog.key] = call
         offer = call.start()
+        if call.parties.metadata is not None:
+            call.continues = self._recordings.seen(call.parties.metadata, call.call_id,
+                                                   self.capture.vcon_uuid(call.call_id))  # fmt: skip
         with call_scope(self.capture.vcon_uuid(call.call_id)):
             source = f"{dialog.addr[0]}:{dialog.addr[1]}"
             log.debug("sip.call_offered", extra={"call_id": call.call_id, "source": source,

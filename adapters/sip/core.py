@@ -110,7 +110,7 @@ class SipCore:
         self, data: bytes, conn: Any, addr: tuple[str, int], transport: str, now: float
     ) -> tuple[list[Send], list[DialogEvent]]:
         """One message. RemoteProtocolError if it is unparseable (the shell counts and drops it)."""
-        msg = parse_message(data)
+        msg = parse_message(data, datagram=transport == "udp")
         sends: list[Send] = []
         events: list[DialogEvent] = []
         if msg.is_request:
@@ -215,6 +215,13 @@ class SipCore:
         contact = msg.get("Contact")
         if not from_.params.get("tag"):
             raise RemoteProtocolError("INVITE without From tag")
+        again = self._invites.get((msg.call_id, f"{from_.params['tag']}:{msg.cseq[0]}"))
+        cached = self._tx.cached((again.call_id, again.invite.branch, "INVITE")) if again is not None else None
+        if again is not None and (cached is not None or again.state != "terminated"):
+            # The same INVITE sent again under a new branch (an SRC that retried on another
+            # connection or after a failover): the same dialog answered as before, never a second call.
+            sends.append(Send(cached or response_to(msg, 100, REASONS[100]).to_bytes(), conn, addr))
+            return
         dialog = Dialog(
             call_id=msg.call_id,
             local_tag=self._token(6),
@@ -233,6 +240,7 @@ class SipCore:
         dialog.local_uri = f"{msg.get('To')};tag={dialog.local_tag}"
         self.dialogs[dialog.key] = dialog
         self._invites[(msg.call_id, msg.branch)] = dialog
+        self._invites[(msg.call_id, f"{dialog.remote_tag}:{dialog.remote_cseq}")] = dialog
         self._send_response(msg, response_to(msg, 100, REASONS[100]), conn, addr, now, sends)
         if not self.accepting or (self.max_calls is not None and self._active >= self.max_calls):
             retry = (("Retry-After", str(self.retry_after_s)),)

@@ -65,6 +65,11 @@ def place_call(uri: str, wav: Path, seconds: float, *, timeout: float = 30.0) ->
     cfg.medConfig.sndClockRate = RATE
     cfg.medConfig.noVad = True
     ep.libInit(cfg)
+    for codec in ("iLBC/8000/1", "GSM/8000/1"):  # the recorder takes the first it decodes: make it G.711
+        try:
+            ep.codecSetPriority(codec, 0)
+        except pj.Error:
+            pass
     tcfg = pj.TransportConfig()
     tcfg.boundAddress = "127.0.0.1"
     tcfg.port = 0

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from capture.errors import RemoteProtocolError
-from capture.media.codecs import STATIC, SUPPORTED, TELEPHONE_EVENT, Codec
+from capture.media.codecs import SDP_NAMES, STATIC, SUPPORTED, TELEPHONE_EVENT, Codec
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 
@@ -28,6 +28,8 @@ class MediaDescription:
     codecs: dict[int, Codec] = field(default_factory=dict)
     crypto: list[str] = field(default_factory=list)
     "a=crypto values (SDES)."
+    fmtp: dict[int, str] = field(default_factory=dict)
+    "a=fmtp parameters by payload type (G.729 annexb, iLBC mode...), echoed for the codec taken."
     rtcp_mux: bool = False
 
 
@@ -113,6 +115,10 @@ def _attribute(session: SessionDescription, m: MediaDescription | None, value: s
         codec = _rtpmap(arg)
         if codec is not None:
             m.codecs[codec.payload_type] = codec
+    elif name == "fmtp":
+        pt, _, params = arg.strip().partition(" ")
+        if pt.isdigit() and params.strip():
+            m.fmtp[int(pt)] = params.strip()
     elif name == "label":
         m.label = arg.strip()
     elif name == "crypto":
@@ -183,10 +189,12 @@ def build_answer(offer: SessionDescription, streams: list[AnsweredStream], *, ad
         codecs = [s.codec] + ([s.event] if s.event else [])
         lines.append(f"m={m.media} {s.port} {m.proto} {' '.join(str(c.payload_type) for c in codecs)}")
         for c in codecs:
-            name = "telephone-event" if c.name == TELEPHONE_EVENT else ("opus" if c.name == "OPUS" else c.name)
+            name = SDP_NAMES.get(c.name, c.name)
             lines.append(
                 f"a=rtpmap:{c.payload_type} {name}/{c.clock_rate}" + (f"/{c.channels}" if c.channels > 1 else "")
             )
+        if s.codec.payload_type in m.fmtp:
+            lines.append(f"a=fmtp:{s.codec.payload_type} {m.fmtp[s.codec.payload_type]}")
         if s.event:
             lines.append(f"a=fmtp:{s.event.payload_type} 0-16")
         if s.crypto:

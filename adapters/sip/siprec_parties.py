@@ -9,6 +9,7 @@ key is kept by the participant that replaces it (same party, now known).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,3 +111,30 @@ class SessionParties:
         if note not in self.notes:
             self.notes.append(note)
             changes.notes.append(note)
+
+
+class RecordingGroups:
+    """Recording sessions seen lately, by group and session id: a new INVITE that continues one
+    (NetSapiens opens a new session per party change; an SRC may re-offer a session after a
+    failover) is tied to the earlier vCon."""
+
+    def __init__(self, size: int = 10000) -> None:
+        self._seen: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._size = size
+
+    def seen(self, meta: RecordingMetadata, call_id: str, vcon_uuid: str | None) -> dict[str, str] | None:
+        """The earlier session ``meta`` continues (its call id, vCon uuid and the shared id), if any;
+        then ``meta`` is remembered as the latest of its group."""
+        keys = [
+            f"group:{meta.group_id}" if meta.group_id else "",
+            f"session:{meta.session_id}" if meta.session_id else "",
+        ]
+        known = [self._seen[k] for k in keys if k in self._seen]
+        earlier = next((seen for seen in known if seen["sip_call_id"] != call_id), None)
+        mine = {"sip_call_id": call_id, "vcon_uuid": vcon_uuid or ""}
+        for key in keys:
+            self._seen[key] = {**mine, "shared": key}
+            self._seen.move_to_end(key)
+        while len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+        return earlier

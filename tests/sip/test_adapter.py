@@ -108,9 +108,9 @@ async def test_unusable_offers_are_refused_with_a_vcon(tmp_path: Path, udp: sock
     adapter, capture = await start(tmp_path)
     me = udp.getsockname()[1]
     try:
-        g729 = SDP.replace("RTP/AVP 0", "RTP/AVP 18")
+        amr = SDP.replace("RTP/AVP 0", "RTP/AVP 96") + "a=rtpmap:96 AMR/8000\r\n"
         assert (
-            parse_message((await exchange(udp, request("INVITE", "u1", me, body=g729), adapter.port))[-1]).status == 488
+            parse_message((await exchange(udp, request("INVITE", "u1", me, body=amr), adapter.port))[-1]).status == 488
         )
         bad = parse_message((await exchange(udp, request("INVITE", "u2", me, body="x=y"), adapter.port))[-1])
         assert bad.status == 400
@@ -227,7 +227,7 @@ async def test_siprec_metadata_update_dtmf_info_and_bye(tmp_path: Path, udp: soc
     (ended,) = [e for e in capture.events if isinstance(e, CallEnded)]
     assert ended.disposition is None and ended.ended_by is None
     kinds = [e.mediatype for e in capture.events if type(e).__name__ == "AttachmentAdded"]
-    assert kinds == ["message/sip", "application/rs-metadata+xml", "application/rs-metadata+xml"]
+    assert kinds == ["message/sip", "application/rs-metadata+xml", "application/rs-metadata+xml", "application/json"]
     unavailable = [e.stream_id for e in capture.events if type(e).__name__ == "MediaUnavailable"]
     assert len(unavailable) == 3, "streams that never got RTP are reported, not silently dropped"
 

@@ -28,7 +28,7 @@ def test_every_line_about_a_call_carries_its_vcon_uuid(tmp_path: Path) -> None:
         answered = run_sipp(tmp_path, scenario("logged", invite(sdp(0)), ack(), play(str(pcap), 2.4), bye(2)),
                             recorder)  # fmt: skip
         assert answered.returncode == 0, answered.stdout[-2000:]
-        refused = run_sipp(tmp_path, scenario("g729", invite(sdp(18, name="G729"), expect="488")), recorder)
+        refused = run_sipp(tmp_path, scenario("amr", invite(sdp(96, name="AMR"), expect="488")), recorder)
         assert refused.returncode == 0, refused.stdout[-2000:]
         vcons = recorder.vcons(2)
     finally:

@@ -38,14 +38,13 @@ if str(TESTS) not in sys.path:
 from audiocheck import read_audio, voice_like, window_ncc  # noqa: E402
 from vconcheck import assert_valid  # noqa: E402
 
-from capture.media.g711 import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw  # noqa: E402
 from capture.media.rtp import build_rtp  # noqa: E402
 from tests.sip.corpus import Session, labels_of, sessions  # noqa: E402
+from tests.sip.corpus.encoders import encode  # noqa: E402
 
 SECONDS = 3.0
 SEEDS = (1, 2, 4)
 "voice_like seeds whose signals correlate < 0.2 with each other (most pairs reach 0.3)."
-CODECS = {0: (encode_ulaw, decode_ulaw), 8: (encode_alaw, decode_alaw)}
 
 
 # -- the recorder --------------------------------------------------------------------------
@@ -206,31 +205,34 @@ class Leg:
     payload_type: int
     payloads: list[bytes]
     reference: np.ndarray
+    ticks: int = 160
+    "RTP timestamp step per packet (and 1/8 ms of pacing per tick)."
     sock: socket.socket = field(default_factory=lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
 
 
-def make_leg(label: str | None, port: int, payload_type: int, seed: int) -> Leg | None:
-    if payload_type not in CODECS:
-        return None
-    encode, decode = CODECS[payload_type]
+def make_leg(label: str | None, port: int, payload_type: int, codec: str, seed: int) -> Leg | None:
     pcm = np.asarray(np.clip(voice_like(SECONDS, 8000, seed), -1, 1) * 32767, dtype=np.int16)
-    coded = encode(pcm)
-    payloads = [coded[i : i + 160] for i in range(0, len(coded) - 159, 160)]
-    return Leg(label, port, payload_type, payloads, decode(coded).astype(float) / 32768)
+    encoded = encode(codec, pcm)
+    if encoded is None:
+        return None
+    return Leg(label, port, payload_type, encoded.payloads, encoded.reference, encoded.ticks)
 
 
 def send_rtp(legs: list[Leg]) -> None:
     """Paced 20 ms packets on every leg at once, each from its own socket."""
     ssrc = {id(leg): random.getrandbits(32) for leg in legs}
+    sent = {id(leg): 0 for leg in legs}
     start = time.monotonic()
-    for i in range(max((len(leg.payloads) for leg in legs), default=0)):
-        delay = start + i * 0.02 - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+    while any(sent[id(leg)] < len(leg.payloads) for leg in legs):
+        due = min(start + sent[id(leg)] * leg.ticks / 8000 for leg in legs if sent[id(leg)] < len(leg.payloads))
+        if due > time.monotonic():
+            time.sleep(due - time.monotonic())
         for leg in legs:
-            if i < len(leg.payloads):
-                packet = build_rtp(leg.payload_type, i, i * 160, ssrc[id(leg)], leg.payloads[i], i == 0)
+            i = sent[id(leg)]
+            if i < len(leg.payloads) and start + i * leg.ticks / 8000 <= time.monotonic():
+                packet = build_rtp(leg.payload_type, i, i * leg.ticks, ssrc[id(leg)], leg.payloads[i], i == 0)
                 leg.sock.sendto(packet, ("127.0.0.1", leg.port))
+                sent[id(leg)] += 1
 
 
 # -- one session -----------------------------------------------------------------------------
@@ -256,14 +258,19 @@ class Outcome:
         return f"{self.session.name:28} {self.transport}  {verdict:5}  {self.status}  " + "; ".join(self.errors)
 
 
-def _answer_ports(answer: bytes) -> list[tuple[int, int]]:
-    """(port, first payload type) per m-line of the recorder's answer."""
-    out = []
+def _answer_ports(answer: bytes) -> list[tuple[int, int, str]]:
+    """(port, first payload type, its encoding name) per m-line of the recorder's answer."""
+    out: list[tuple[int, int, str]] = []
+    names: dict[tuple[int, int], str] = {}
     for line in answer.decode().split("\r\n"):
         if line.startswith("m="):
             parts = line.split()
-            out.append((int(parts[1]), int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else -1))
-    return out
+            out.append((int(parts[1]), int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else -1, ""))
+        elif line.startswith("a=rtpmap:") and out:
+            pt, _, spec = line[9:].partition(" ")
+            names[(len(out) - 1, int(pt))] = spec.split("/")[0].upper()
+    static = {0: "PCMU", 3: "GSM", 4: "G723", 8: "PCMA", 9: "G722", 18: "G729"}
+    return [(port, pt, names.get((i, pt), static.get(pt, ""))) for i, (port, pt, _) in enumerate(out)]
 
 
 def _request(method: str, target: str, client: Client, call_id: str, tag: str, to_tag: str, cseq: int,
@@ -301,6 +308,9 @@ def play(session: Session, transport: str, port: int) -> Outcome:
         answered = _answer_ports(resp.body)
         if len(answered) != len(offer):
             outcome.errors.append(f"answer has {len(answered)} m-lines for {len(offer)} offered")
+        codec = session.expect.get("codec")
+        if codec and any(c != codec for port_, _, c in answered if port_):
+            outcome.errors.append(f"answered in {[c for _, _, c in answered]}, not {codec} as offered first")
         if session.expect.get("activate"):
             cseq += 1
             body = session.published()[2].replace(b"a=inactive", b"a=sendonly")
@@ -312,11 +322,11 @@ def play(session: Session, transport: str, port: int) -> Outcome:
             client.send(_request("ACK", target, client, call_id, tag, to_tag, cseq))
             answered = _answer_ports(re_resp.body)
             offer = [(label, "sendonly", p) for label, _, p in offer]
-        for (label, direction, offered_port), (port_, pt) in zip(offer, answered, strict=False):
+        for (label, direction, offered_port), (port_, pt, codec) in zip(offer, answered, strict=False):
             if direction in ("sendonly", "sendrecv") and offered_port and port_:
-                leg = make_leg(label, port_, pt, seed=SEEDS[len(outcome.legs) % len(SEEDS)])
+                leg = make_leg(label, port_, pt, codec, seed=SEEDS[len(outcome.legs) % len(SEEDS)])
                 if leg is None:
-                    outcome.errors.append(f"cannot send payload type {pt}")
+                    outcome.errors.append(f"cannot send {codec or pt} here")
                 else:
                     outcome.legs.append(leg)
         sender = threading.Thread(target=send_rtp, args=(outcome.legs,))
