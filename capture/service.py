@@ -134,6 +134,7 @@ async def _start_servers(config: Config, pipeline: Pipeline, ready: Callable[[],
                 token=config.api_token,
                 ready=ready,
                 out_dirs=(core.out,),
+                cache_dir=core.state_dir / "console",
                 media_dirs=(core.media_dir,) if core.media_dir else (),
                 ca_file=core.console_ca_file,
             )

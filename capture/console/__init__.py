@@ -19,6 +19,7 @@ from aiohttp import web
 from capture.console.archive import Archive
 from capture.console.pages import LOGIN_PATH, POLICY, SECURITY_HEADERS, login_page, page_routes
 from capture.console.routes import data_routes
+from capture.console.workers import Readers
 from capture.pipeline import Pipeline
 
 __all__ = ["LOGIN_PATH", "console_app", "login_page"]
@@ -30,10 +31,14 @@ def console_app(
     token: str | None,
     ready: Callable[[], bool],
     out_dirs: Sequence[Path],
+    cache_dir: Path,
     media_dirs: Sequence[Path] = (),
     ca_file: Path | None = None,
 ) -> web.Application:
-    """The console as an application to mount at ``/console`` on the API's (which guards it)."""
+    """The console as an application to mount at ``/console`` on the API's (which guards it).
+
+    ``cache_dir`` holds audio decoded for the player (emptied at start, bounded in size).
+    """
 
     @web.middleware
     async def headers(
@@ -47,6 +52,12 @@ def console_app(
 
     app = web.Application(middlewares=[headers])
     app.router.add_routes(page_routes(token))
-    archive = Archive(out_dirs, media_dirs, ca_file)
-    app.router.add_routes(data_routes(pipeline, archive, ready, auth=token is not None))
+    readers = Readers()
+    archive = Archive(readers, out_dirs, media_dirs, ca_file)
+    app.router.add_routes(data_routes(pipeline, archive, ready, token is not None, cache_dir))
+
+    async def close(_: web.Application) -> None:
+        readers.close()
+
+    app.on_cleanup.append(close)
     return app

@@ -4,25 +4,21 @@
   a referenced file found beside the vCon (or in ``media_dir``) by the URL's last path segment,
   or only a URL (object storage, another server): the page links that one, the console never
   fetches it.
-* :func:`ranged`: the bytes with HTTP range support (a media element seeks by range requests).
 * :func:`peaks`: ``bins`` (min, max) pairs per channel, read in blocks (bounded memory, whatever
   the length), so the page draws a waveform from a few kilobytes.
-* :class:`AudioCache`: decoded audio kept by total size, least recently used dropped first.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile
-from aiohttp import web
 
 from capture.vcon.content import b64url_decode
 
@@ -64,23 +60,6 @@ def locate(dialog: dict[str, Any], dirs: Sequence[Path]) -> AudioSource | None:
     return AudioSource(mediatype, url=url)
 
 
-def ranged(request: web.Request, data: bytes, content_type: str) -> web.Response:
-    """``data`` as a 200, or the part a ``Range`` header asks for as a 206 (416 if it cannot be served)."""
-    size = len(data)
-    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
-    try:
-        wanted = request.http_range
-    except ValueError:
-        wanted = slice(size, size)  # malformed: answered 416 below
-    if "Range" not in request.headers:
-        return web.Response(body=data, content_type=content_type, headers=headers)
-    start, stop, _ = wanted.indices(size)
-    if start >= size or start >= stop:
-        return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
-    headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
-    return web.Response(status=206, body=data[start:stop], content_type=content_type, headers=headers)
-
-
 def peaks(source: bytes | Path, bins: int = BINS) -> dict[str, Any]:
     """Per channel, ``bins`` minima and maxima (-1..1) over equal stretches, plus rate and duration.
 
@@ -118,31 +97,3 @@ def peaks(source: bytes | Path, bins: int = BINS) -> dict[str, Any]:
             for c in range(channels)
         ],
     }
-
-
-class AudioCache:
-    """Decoded audio kept for the player's range requests, the least recently used dropped once
-    the total passes ``max_bytes``."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[Hashable, AudioSource] = OrderedDict()
-        self._size = 0
-
-    def get(self, key: Hashable) -> AudioSource | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: Hashable, value: AudioSource) -> None:
-        size = len(value.data or b"")
-        if size > self.max_bytes:
-            return
-        if key in self._items:
-            self._size -= len(self._items.pop(key).data or b"")
-        self._items[key] = value
-        self._size += size
-        while self._size > self.max_bytes:
-            _, dropped = self._items.popitem(last=False)
-            self._size -= len(dropped.data or b"")

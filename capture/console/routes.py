@@ -9,6 +9,7 @@
                                                      form, signature and validation
     GET  /console/api/vcons/{uuid}/peaks/{dialog}    waveform peaks of a recording dialog, per channel
     GET  /console/vcons/{uuid}/audio/{dialog}        its audio (range requests), inline bodies decoded
+                                                     (into the console's cache directory, by the worker)
     GET  /console/vcons/{uuid}/download              the vCon file as stored
     GET  /console/api/dead-letters                   vCons a sink refused for good, with the reason
     POST /console/api/dead-letters/{sink}/{uuid}/retry   deliver one again to that sink
@@ -27,14 +28,13 @@ from typing import Any
 from aiohttp import web
 
 from capture import __version__
-from capture.console.archive import UUID_RE, Archive, load_content
-from capture.console.audio import AudioCache, AudioSource, locate, peaks, ranged
-from capture.console.vcons import Query, detail, is_audio
+from capture.console.archive import UUID_RE, Archive
+from capture.console.reading import Extracted, extract_audio
+from capture.console.vcons import Query
 from capture.pipeline import Pipeline
 
-AUDIO_CACHE_BYTES = 256 * 1024 * 1024
-"Decoded inline audio kept for the player's range requests."
-PEAKS_KEPT = 256
+DECODED_BYTES = 512 * 1024 * 1024
+"Decoded inline audio kept on disk for the player's range requests (least recently used removed first)."
 DEAD_LETTERS_SHOWN = 500
 PAGE_MAX = 200
 
@@ -97,11 +97,50 @@ def _dead_letters(pipeline: Pipeline) -> list[dict[str, Any]]:
     return out
 
 
-def data_routes(pipeline: Pipeline, archive: Archive, ready: Callable[[], bool], auth: bool) -> web.RouteTableDef:
+Key = tuple[Path, int, int]
+"(vCon file, its mtime, dialog index)"
+
+
+class DecodedAudio:
+    """What :func:`capture.console.reading.extract_audio` found, by :data:`Key`; the files it decoded live in
+    ``folder`` (emptied at start: an earlier run's) and are removed past ``max_bytes``, least recently used first."""
+
+    def __init__(self, folder: Path, max_bytes: int = DECODED_BYTES) -> None:
+        self.folder = folder
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Key, Extracted | None] = OrderedDict()
+        self._size = 0
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for stale in folder.iterdir():
+            stale.unlink(missing_ok=True)
+
+    def target(self, key: Key) -> Path:
+        path, mtime, index = key
+        return self.folder / f"{path.name[: -len('.vcon')]}-{mtime}-{index}.wav"
+
+    def get(self, key: Key) -> tuple[bool, Extracted | None]:
+        if key not in self._items:
+            return False, None
+        self._items.move_to_end(key)
+        return True, self._items[key]
+
+    def put(self, key: Key, value: Extracted | None) -> None:
+        self._items[key] = value
+        if value is not None and value.decoded and value.path is not None:
+            self._size += value.path.stat().st_size
+        while self._size > self.max_bytes and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            if old is not None and old.decoded and old.path is not None:
+                self._size -= old.path.stat().st_size
+                old.path.unlink(missing_ok=True)  # a response still sending it keeps it open
+
+
+def data_routes(
+    pipeline: Pipeline, archive: Archive, ready: Callable[[], bool], auth: bool, cache_dir: Path
+) -> web.RouteTableDef:
     routes = web.RouteTableDef()
-    audio_cache = AudioCache(AUDIO_CACHE_BYTES)
-    peaks_cache: OrderedDict[tuple[Path, int, int], dict[str, Any]] = OrderedDict()
-    loading: dict[tuple[Path, int, int], asyncio.Future[AudioSource | None]] = {}
+    decoded = DecodedAudio(cache_dir)
+    loading: dict[Key, asyncio.Future[Extracted | None]] = {}
 
     @routes.get("/api/health")
     async def health(_: web.Request) -> web.Response:
@@ -137,80 +176,62 @@ def data_routes(pipeline: Pipeline, archive: Archive, ready: Callable[[], bool],
 
     @routes.get("/api/vcons/{uuid}")
     async def one(request: web.Request) -> web.Response:
-        opened = await archive.open(request.match_info["uuid"])
-        if opened is None:
+        page = await archive.page(request.match_info["uuid"])
+        if page is None:
             return _error(404, "no such vCon in the output directory")
-        page: dict[str, Any] = detail(opened.content) if opened.content is not None else {"uuid": None}
-        page["uuid"] = page.get("uuid") or request.match_info["uuid"]
-        for dialog in page.get("dialogs", []):
-            dialog["audio"] = _audio_link(page["uuid"], dialog, archive)
-        page.update(
-            form=opened.form,
-            signature=opened.signature,
-            signature_detail=opened.signature_detail,
-            problems=opened.problems,
-            size=opened.size,
-            download=f"/console/vcons/{page['uuid']}/download",
-        )
         return _json(page)
 
-    async def read_source(path: Path, index: int, key: tuple[Path, int, int]) -> AudioSource | None:
-        content = await asyncio.to_thread(load_content, path)
-        dialogs = content.get("dialog") if content else None
-        if not isinstance(dialogs, list) or not 0 <= index < len(dialogs) or not isinstance(dialogs[index], dict):
+    async def extract(key: Key) -> Extracted | None:
+        try:
+            found = await archive.readers.run(extract_audio, key[0], key[2], archive.media_dirs, decoded.target(key))
+        except FileNotFoundError:
             return None
-        if not is_audio(dialogs[index]):
-            return None
-        source = await asyncio.to_thread(locate, dialogs[index], archive.media_dirs)
-        if source is not None and source.data is not None:
-            audio_cache.put(key, source)
-        return source
+        decoded.put(key, found)
+        return found
 
-    async def source_of(request: web.Request) -> tuple[AudioSource | None, tuple[Path, int, int] | None]:
+    async def audio_of(request: web.Request) -> Extracted | None:
         """A recording dialog's audio; the player's and the waveform's requests share one read of the file."""
         path = archive.find(request.match_info["uuid"])
         try:
             index = int(request.match_info["dialog"])
-        except ValueError:
-            return None, None
-        if path is None:
-            return None, None
-        try:
-            key = (path, path.stat().st_mtime_ns, index)
-        except FileNotFoundError:
-            return None, None
-        if (cached := audio_cache.get(key)) is not None:
-            return cached, key
+            key = (path, path.stat().st_mtime_ns, index) if path is not None else None
+        except (ValueError, FileNotFoundError):
+            return None
+        if key is None:
+            return None
+        known, found = decoded.get(key)
+        if known:
+            return found
         task = loading.get(key)
         if task is None:
-            task = loading[key] = asyncio.ensure_future(read_source(path, index, key))
+            task = loading[key] = asyncio.ensure_future(extract(key))
             task.add_done_callback(lambda _: loading.pop(key, None))
-        return await asyncio.shield(task), key
+        try:
+            return await asyncio.shield(task)
+        except OSError as exc:  # the cache directory's disk refused the decoded file
+            raise web.HTTPServiceUnavailable(
+                text=json.dumps({"error": f"cannot decode the audio now: {exc.strerror}"}),
+                content_type="application/json",
+            ) from None
 
     @routes.get("/vcons/{uuid}/audio/{dialog}")
     async def audio(request: web.Request) -> web.StreamResponse:
-        source, _ = await source_of(request)
-        if source is None:
+        found = await audio_of(request)
+        if found is None:
             return _error(404, "no audio in that dialog")
-        if source.data is not None:
-            return ranged(request, source.data, "audio/wav" if "wav" in source.mediatype else source.mediatype)
-        if source.path is not None:
-            return web.FileResponse(source.path, headers={"Cache-Control": "private, max-age=3600"})
-        return _error(404, "the audio is referenced by URL only; the console does not fetch it")
+        if found.path is None:
+            return _error(404, "the audio is referenced by URL only; the console does not fetch it")
+        kind = "audio/wav" if "wav" in found.mediatype else found.mediatype
+        return web.FileResponse(found.path, headers={"Cache-Control": "private, max-age=3600", "Content-Type": kind})
 
     @routes.get("/api/vcons/{uuid}/peaks/{dialog}")
     async def waveform(request: web.Request) -> web.Response:
-        source, key = await source_of(request)
-        if source is None or key is None or (source.data is None and source.path is None):
+        found = await audio_of(request)
+        if found is None or found.path is None:
             return _error(404, "no audio stored here for that dialog")
-        if key not in peaks_cache:
-            try:
-                peaks_cache[key] = await asyncio.to_thread(peaks, source.data or source.path)  # type: ignore[arg-type]
-            except RuntimeError as exc:
-                return _error(422, f"the audio could not be read: {exc}")
-            while len(peaks_cache) > PEAKS_KEPT:
-                peaks_cache.popitem(last=False)
-        return _json(peaks_cache[key])
+        if found.peaks is None:
+            return _error(422, "the audio is in a format the console cannot read for a waveform")
+        return _json(found.peaks)
 
     @routes.get("/vcons/{uuid}/download")
     async def download(request: web.Request) -> web.StreamResponse:
@@ -234,19 +255,3 @@ def data_routes(pipeline: Pipeline, archive: Archive, ready: Callable[[], bool],
         return _json({"sink": sink, "uuid": vcon_uuid, "retried": True})
 
     return routes
-
-
-def _audio_link(vcon_uuid: str, dialog: dict[str, Any], archive: Archive) -> dict[str, Any] | None:
-    """Where the page's player takes a recording dialog's audio from."""
-    if not is_audio(dialog):
-        return None
-    src = f"/console/vcons/{vcon_uuid}/audio/{dialog['index']}"
-    if dialog.get("inline"):
-        return {"src": src, "peaks": f"/console/api/vcons/{vcon_uuid}/peaks/{dialog['index']}", "external": False}
-    url = dialog.get("url")
-    if not isinstance(url, str):
-        return None
-    found = locate({"url": url}, archive.media_dirs)
-    if found is not None and found.path is not None:
-        return {"src": src, "peaks": f"/console/api/vcons/{vcon_uuid}/peaks/{dialog['index']}", "external": False}
-    return {"src": url if url.startswith("https://") else None, "peaks": None, "external": True, "url": url}

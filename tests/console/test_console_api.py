@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import signal
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +25,10 @@ from capture.api import api_app
 from capture.console import console_app
 from capture.console.archive import PARSE_BUDGET
 from capture.console.audio import peaks
+from capture.console.reading import Extracted
+from capture.console.routes import DecodedAudio
 from capture.console.vcons import Query, matches, summary, timeline
+from capture.console.workers import Readers
 from capture.mixdown import MediaPolicy
 from capture.pipeline import Pipeline
 from capture.signing import Signer, encrypt
@@ -62,7 +67,8 @@ def by_call(tmp_path: Path) -> dict[str, dict]:
 
 
 def client(pipeline: Pipeline, tmp_path: Path, token: str | None = TOKEN, ca: Path | None = None) -> TestClient:
-    console = console_app(pipeline, token=token, ready=lambda: True, out_dirs=(tmp_path / "out",), ca_file=ca)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    console = console_app(pipeline, token=token, ready=lambda: True, out_dirs=(out,), cache_dir=cache, ca_file=ca)
     app = api_app(
         token=token, live=pipeline.live, calls=pipeline.calls_snapshot, pause=pipeline.request_pause, console=console
     )
@@ -189,6 +195,38 @@ async def test_audio_is_served_with_byte_ranges_and_peaks_follow_each_channel(tm
     assert max(shape["channels"][1]["max"][:50]) == 0 and max(shape["channels"][0]["max"][:50]) > 0.05
 
 
+async def test_referenced_files_beside_the_vcon_are_played_and_their_hashes_checked(tmp_path):
+    pipeline = await finished(tmp_path, answered, layout="files", url_base="https://media.example.com/rec")
+    (doc,) = by_call(tmp_path).values()
+    try:
+        async with client(pipeline, tmp_path) as c:
+            page = await (await c.get(f"/console/api/vcons/{doc['uuid']}", headers=AUTH)).json()
+            recordings = [d for d in page["dialogs"] if d["type"] == "recording"]
+            assert len(recordings) == 2 and page["problems"] == []
+            assert [len(r["channels"]) for r in page["timeline"]["recordings"]] == [1, 1]
+            for dialog in recordings:
+                audio = dialog["audio"]
+                assert audio["src"] == f"/console/vcons/{doc['uuid']}/audio/{dialog['index']}" and not audio["external"]
+                local = tmp_path / "out" / dialog["url"].rsplit("/", 1)[-1]
+                resp = await c.get(audio["src"], headers={**AUTH, "Range": "bytes=0-99"})
+                assert resp.status == 206 and await resp.read() == local.read_bytes()[:100]
+                shape = await (await c.get(audio["peaks"], headers=AUTH)).json()
+                assert len(shape["channels"]) == 1 and max(shape["channels"][0]["max"]) > 0.05
+            # A file changed after the vCon was made: the validation says so (the hash no longer matches).
+            first = tmp_path / "out" / recordings[0]["url"].rsplit("/", 1)[-1]
+            first.write_bytes(first.read_bytes()[:-2] + b"\x01\x02")
+            page = await (await c.get(f"/console/api/vcons/{doc['uuid']}", headers=AUTH)).json()
+            assert [p for p in page["problems"] if "content_hash" in p] == [
+                f"$.dialog[{recordings[0]['index']}].content_hash: does not match {first.name}"
+            ]
+            first.unlink()
+            page = await (await c.get(f"/console/api/vcons/{doc['uuid']}", headers=AUTH)).json()
+            gone = page["dialogs"][recordings[0]["index"]]["audio"]
+            assert gone["external"] and gone["src"] == recordings[0]["url"], "not here: the page links the URL"
+    finally:
+        await pipeline.aclose()
+
+
 def test_peaks_of_a_long_file_are_read_in_blocks_with_the_same_answer(tmp_path):
     rng = np.random.default_rng(3)
     audio = (rng.standard_normal((8000 * 300 + 77, 2)) * 3000).astype(np.int16)
@@ -300,6 +338,35 @@ async def test_a_search_reads_a_bounded_number_of_new_files_and_says_where_to_go
             assert [v["uuid"] for v in page["vcons"]] == [doc["uuid"]], "summaries are kept: one request now"
     finally:
         await pipeline.aclose()
+
+
+async def test_a_killed_worker_is_replaced_and_reading_goes_on():
+    readers = Readers()
+    try:
+        worker = await readers.run(os.getpid)
+        assert worker != os.getpid(), "files are read in another process"
+        os.kill(worker, signal.SIGKILL)
+        await asyncio.sleep(0.2)
+        assert await readers.run(abs, -3) == 3, "answered (in a thread) although the worker died"
+        assert await readers.run(os.getpid) not in (worker, os.getpid()), "then by a new worker"
+    finally:
+        readers.close()
+
+
+def test_decoded_audio_is_bounded_on_disk_and_an_earlier_runs_files_removed(tmp_path):
+    folder = tmp_path / "console"
+    folder.mkdir()
+    (folder / "left-by-a-killed-run.wav").write_bytes(b"x" * 10)
+    cache = DecodedAudio(folder, max_bytes=1000)
+    assert list(folder.iterdir()) == [], "emptied at start"
+    keys = [(tmp_path / f"{n}.vcon", 1, 0) for n in range(3)]
+    for key in keys:
+        cache.target(key).write_bytes(b"x" * 400)
+        cache.put(key, Extracted("audio/x-wav", cache.target(key), True, None, None))
+    assert not cache.target(keys[0]).exists() and cache.get(keys[0]) == (False, None), "the oldest went"
+    assert cache.target(keys[1]).exists() and cache.get(keys[2])[0]
+    cache.put((tmp_path / "ref.vcon", 1, 0), Extracted("audio/x-wav", tmp_path / "theirs.wav", False, None, None))
+    assert cache.target(keys[1]).exists(), "a referenced file is not ours to count or remove"
 
 
 def test_matching_rules():

@@ -7,6 +7,8 @@ docs/console/ when VCON_UPDATE_SCREENSHOTS=1 (the README shows those)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +30,7 @@ from playwright.sync_api import sync_playwright
 from sip.harness import Recorder, free_port
 
 TOKEN = "c0ns0le-t0ken-for-the-browser-tests"
+SCRIPTED = Path(__file__).resolve().parents[1] / "scripted.py"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
@@ -235,6 +238,45 @@ def test_dead_letter_retried_from_the_page_is_delivered(browser, tmp_path, artif
         conserver.stop()
     assert "delivery.dead_lettered" in log and "delivery.dead_letter_retried" in log
     assert "Traceback" not in log, log[log.index("Traceback") - 2000 :][:6000]
+
+
+def test_a_vcon_with_a_file_per_party_plays_each_file_on_the_one_axis(browser, tmp_path):
+    """layout = "files": two recording dialogs (Alice from 0 s, Bob from 0.5 s), referenced files beside the
+    vCon. The calls come from tests/scripted.py standing in for an adapter: what is tested is the page."""
+    api = free_port()
+    args = [sys.executable, str(SCRIPTED), "--scenario=answered", f"--out={tmp_path / 'out'}", "--layout=files",
+            f"--state-dir={tmp_path / 'state'}", "--domain=test.example", f"--api-listen=127.0.0.1:{api}",
+            "--media-url-base=https://media.example.com/rec"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=(tmp_path / "service.log").open("wb"))
+    try:
+        deadline = time.monotonic() + 30
+        while not list((tmp_path / "out").glob("*.vcon")):
+            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "service.log").read_text()
+            time.sleep(0.1)
+        (path,) = (tmp_path / "out").glob("*.vcon")
+        doc = json.loads(path.read_bytes())
+        alice, bob = [d for d in doc["dialog"] if d["type"] == "recording"]
+        page = browser.new_page(viewport=DESKTOP)
+        page.goto(f"http://127.0.0.1:{api}/console/#/vcons/{doc['uuid']}")
+        page.wait_for_function("() => document.querySelectorAll('.waveform svg path').length === 2")
+        assert page.locator("#recording option").count() == 2
+        origin = page.evaluate("() => Number(document.querySelector('.bar').dataset.start)")
+        page.get_by_label("Recording", exact=True).select_option(index=1)
+        page.wait_for_function("() => document.getElementById('player').src.endsWith('/audio/1')")
+        page.wait_for_function("(t) => Math.abs(Number(document.getElementById('cursor').dataset.t) - t) < 0.01",
+                               arg=origin + parse(bob["start"]) - parse(alice["start"]))  # fmt: skip
+        # A click on Alice's waveform at 2.0 s on the axis: her file, 2.0 s into it.
+        wave = page.locator(".lane.wave .track").first.bounding_box()
+        duration = float(page.get_attribute("#timeline", "data-duration"))
+        page.mouse.click(wave["x"] + wave["width"] * (origin + 2.0) / duration, wave["y"] + wave["height"] / 2)
+        page.wait_for_function("() => document.getElementById('player').src.endsWith('/audio/0')")
+        page.wait_for_function("() => Math.abs(document.getElementById('player').currentTime - 2.0) < 0.05")
+        assert page.input_value("#recording") == "0"
+        page.close()
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert "Traceback" not in (tmp_path / "service.log").read_text()
 
 
 def request(url: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str]:
