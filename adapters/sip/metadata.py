@@ -71,16 +71,19 @@ class Stream:
 
 @dataclass
 class Extension:
-    """A vendor block, verbatim, and whose it is (None: the session's)."""
+    """A vendor block and whose it is (None: the session's)."""
 
     name: str
     "Local name of the block (extensiondata, callData, netsapiensExtension, AvayaUCID...)."
     element: Element = field(repr=False, compare=False)
     participant_id: str | None = None
+    source: str | None = None
+    "The block exactly as the SRC wrote it (None when the document had to be read leniently)."
 
     @property
     def xml(self) -> str:
-        return tostring(self.element, encoding="unicode").strip()
+        """The block as written, else re-serialized (namespace prefixes then renamed ``ns0``...)."""
+        return self.source if self.source is not None else tostring(self.element, encoding="unicode").strip()
 
 
 @dataclass
@@ -105,6 +108,8 @@ class RecordingMetadata:
     "Call identifiers vendors add: avaya_ucid, broadworks_ext_tracking_id, ribbon_gcid..."
     repairs: list[str] = field(default_factory=list)
     "How the XML had to be repaired to be read (empty when it was well-formed)."
+    source: tuple[str, dict[int, tuple[int, int]]] = field(default=("", {}), repr=False)
+    "The document's text and where each element sits in it (see :class:`adapters.sip.xmlsafe.Parsed`)."
     problems: list[str] = field(default_factory=list)
     "Inconsistencies noticed (an association naming an unknown participant...)."
 
@@ -161,7 +166,7 @@ class RecordingMetadata:
 def read_metadata(xml: bytes) -> RecordingMetadata:
     """The structure of recording metadata in any dialect (vendor blocks kept, not yet read);
     RemoteProtocolError if it cannot be read at all."""
-    root, repairs = parse_xml(xml, "rs-metadata")
+    root, repairs, text, spans = parse_xml(xml, "rs-metadata")
     if local(root.tag) not in ROOTS:
         if local(root.tag) == "requestsnapshot":
             raise RemoteProtocolError("rs-metadata is a snapshot request, not metadata", excerpt=xml)
@@ -169,7 +174,7 @@ def read_metadata(xml: bytes) -> RecordingMetadata:
         if found is None:
             raise RemoteProtocolError(f"rs-metadata root is <{local(root.tag)}>, not <recording>", excerpt=xml)
         root = found
-    meta = RecordingMetadata(repairs=repairs, dialect=_dialect(root))
+    meta = RecordingMetadata(repairs=repairs, dialect=_dialect(root), source=(text, spans))
     for el in root:
         _READERS.get(local(el.tag), _other)(meta, el)
     _check(meta)
@@ -251,7 +256,7 @@ def _read_participant(meta: RecordingMetadata, el: Element) -> None:
     _times(p, el)
     for ext in el:
         if local(ext.tag) not in ("nameid", "aor", "name", "send", "recv", "associate_time", "disassociate_time"):
-            meta.extensions.append(Extension(local(ext.tag), ext, p.participant_id))
+            meta.extensions.append(_extension(meta, ext, p.participant_id))
 
 
 def _read_stream(meta: RecordingMetadata, el: Element) -> None:
@@ -276,7 +281,7 @@ def _read_session(meta: RecordingMetadata, el: Element) -> None:
         if kind == "sipsessionid" and text(c):
             meta.sip_session_ids.append(text(c) or "")
         elif kind not in ("group_ref", "start_time", "stop_time", "end_time", "associate_time", "reason"):
-            meta.extensions.append(Extension(kind, c))
+            meta.extensions.append(_extension(meta, c))
 
 
 def _read_group(meta: RecordingMetadata, el: Element) -> None:
@@ -284,7 +289,7 @@ def _read_group(meta: RecordingMetadata, el: Element) -> None:
     meta.initiator = meta.initiator or child_text(el, "initiator")
     for c in el:
         if local(c.tag) not in ("associate_time", "disassociate_time", "initiator"):
-            meta.extensions.append(Extension(local(c.tag), c))
+            meta.extensions.append(_extension(meta, c))
 
 
 def _read_stream_assoc(meta: RecordingMetadata, el: Element) -> None:
@@ -306,7 +311,13 @@ def _read_datamode(meta: RecordingMetadata, el: Element) -> None:
 
 def _other(meta: RecordingMetadata, el: Element) -> None:
     if local(el.tag) not in ("sessionrecordingassoc", "recording"):
-        meta.extensions.append(Extension(local(el.tag), el))
+        meta.extensions.append(_extension(meta, el))
+
+
+def _extension(meta: RecordingMetadata, el: Element, participant_id: str | None = None) -> Extension:
+    text, spans = meta.source
+    span = spans.get(id(el))
+    return Extension(local(el.tag), el, participant_id, text[span[0] : span[1]] if span else None)
 
 
 _READERS = {

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from typing import NamedTuple
 from xml.etree.ElementTree import Element
+from xml.parsers import expat
 
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
@@ -41,8 +43,19 @@ def local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1].lower().replace("-", "_")
 
 
-def parse_xml(data: bytes, what: str = "XML") -> tuple[Element, list[str]]:
-    """(root element, repairs made). RemoteProtocolError when refused or beyond repair."""
+class Parsed(NamedTuple):
+    root: Element
+    repairs: list[str]
+    "What had to be repaired (empty: the document was well-formed)."
+    text: str
+    "The document as parsed (after repairs)."
+    spans: dict[int, tuple[int, int]]
+    """id(element) -> (start, end) of its text in ``text``, for every element, when the
+    strict parser read it (a block can then be kept exactly as the SRC wrote it)."""
+
+
+def parse_xml(data: bytes, what: str = "XML") -> Parsed:
+    """The document; RemoteProtocolError when refused or beyond repair."""
     repairs: list[str] = []
     text = _decode(data, repairs)
     if _FORBIDDEN.search(text):
@@ -51,21 +64,53 @@ def parse_xml(data: bytes, what: str = "XML") -> tuple[Element, list[str]]:
     if not text.startswith("<"):
         raise RemoteProtocolError(f"{what} does not start with an element", excerpt=data)
     root = _strict(text)
+    if root is None:
+        for name, repair in _REPAIRS:
+            fixed = repair(text)
+            if fixed != text:
+                repairs.append(name)
+                text = fixed
+        root = _strict(text)
     if root is not None:
-        return root, repairs
-    for name, repair in _REPAIRS:
-        fixed = repair(text)
-        if fixed != text:
-            repairs.append(name)
-            text = fixed
-    root = _strict(text)
-    if root is not None:
-        return root, repairs
+        return Parsed(root, repairs, text, _spans(root, text))
     root = _tolerant(text)
     if root is None:
         raise RemoteProtocolError(f"{what} is not XML, even read leniently", excerpt=data)
     repairs.append("read leniently (not well-formed)")
-    return root, repairs
+    return Parsed(root, repairs, text, {})
+
+
+def _spans(root: Element, text: str) -> dict[int, tuple[int, int]]:
+    """Where each element of a well-formed ``text`` starts and ends (a second expat pass: the
+    text has no DTD, so nothing can expand)."""
+    data = text.encode()
+    starts: list[int] = []
+    open_: list[int] = []
+    spans: dict[int, tuple[int, int]] = {}
+    order: list[int] = []
+    parser = expat.ParserCreate()
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        open_.append(len(starts))
+        starts.append(parser.CurrentByteIndex)
+
+    def end(name: str) -> None:
+        index = open_.pop()
+        close = data.index(b">", parser.CurrentByteIndex) + 1
+        spans[index] = (starts[index], close)
+        order.append(index)
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError:
+        return {}
+    elements = list(root.iter())
+    if len(elements) != len(starts):
+        return {}
+    return {id(el): (len(data[:a].decode()), len(data[:b].decode())) for el, (a, b) in
+            ((el, spans[i]) for i, el in enumerate(elements))}  # fmt: skip
 
 
 def _decode(data: bytes, repairs: list[str]) -> str:

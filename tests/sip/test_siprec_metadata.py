@@ -237,3 +237,13 @@ def test_sessions_of_one_recording_group() -> None:
     by_name = {s.name: parse_metadata(s.metadata()) for s in ALL if s.name.startswith("netsapiens_1")}
     assert same_recording(by_name["netsapiens_1-initial"], by_name["netsapiens_1-post-transfer"])
     assert not same_recording(by_name["netsapiens_1-initial"], by_name["netsapiens_1-consultation"])
+
+
+def test_vendor_blocks_are_kept_as_written() -> None:
+    (oracle,) = [s for s in ALL if s.name == "oracle_1"]
+    blocks = [e.xml for e in parse_metadata(oracle.metadata()).extensions]
+    assert blocks[0].startswith('<extensiondata xmlns:apkt="http://acmepacket.com/siprec/extensiondata">')
+    assert "<apkt:callingParty>true</apkt:callingParty>" in blocks[0] and blocks[0].endswith("</extensiondata>")
+    # Read leniently, a block can only be re-serialized.
+    lenient = parse_metadata(_doc(extra="<extensiondata><x>1</x></extensiondata>").replace("</recording>", "").encode())
+    assert [e.xml for e in lenient.extensions] == ["<extensiondata><x>1</x></extensiondata>"]
