@@ -15,8 +15,9 @@ Every request needs the token when one is configured: ``Authorization: Bearer <t
 cookie. A browser without it gets the console's sign-in page (401) for a page, 401 JSON for
 the rest. Without a token the API may only listen on loopback (the config refuses anything
 else), and then only answers requests naming a loopback host (a DNS-rebinding page gets 403).
-A browser request from another origin (its ``Origin`` header names another host) gets 403:
-another site's page can neither drive the API with the operator's cookie nor read it.
+A browser request from another origin (its ``Origin`` header names another host) gets 403
+unless it brings the token itself: another site's page can neither drive the API with the
+operator's cookie nor read it.
 """
 
 from __future__ import annotations
@@ -40,15 +41,22 @@ PauseRequest = Callable[[str, bool, str | None], Awaitable[bool | None]]
 "(vcon uuid, paused, reason) -> True done, False nothing to do, None no such call."
 
 
+def credential(request: web.Request) -> tuple[str, str]:
+    """(how, what) the request offers as its token: ``bearer``, ``query``, ``cookie`` or ``none``."""
+    given = request.headers.get("Authorization", "")
+    if given.startswith("Bearer "):
+        return "bearer", given[len("Bearer ") :]
+    if request.query.get("token"):
+        return "query", request.query["token"]
+    if request.cookies.get("vcon_capture_token"):
+        return "cookie", request.cookies["vcon_capture_token"]
+    return "none", ""
+
+
 def authorized(request: web.Request, token: str | None) -> bool:
     if token is None:
         return True
-    given = request.headers.get("Authorization", "")
-    if given.startswith("Bearer "):
-        given = given[len("Bearer ") :]
-    else:
-        given = request.query.get("token", "") or request.cookies.get("vcon_capture_token", "")
-    return hmac.compare_digest(given.encode(), token.encode())
+    return hmac.compare_digest(credential(request)[1].encode(), token.encode())
 
 
 LOOPBACK_HOSTS = ("localhost", "::1")
@@ -62,9 +70,15 @@ def _host(netloc: str) -> str:
 
 
 def refusal(request: web.Request, token: str | None) -> str | None:
-    """Why a request is refused whatever its credentials (None: it is not)."""
+    """Why a request is refused whatever its token (None: it is not).
+
+    A browser sends the console's cookie with any site's request, so a request from another
+    origin that brings no token of its own (a bearer header, ``?token=``) is refused; one
+    that does proved it knows the token (a consumer on another origin may use the API).
+    """
     origin = request.headers.get("Origin")
-    if origin is not None and origin.split("://", 1)[-1].lower() != request.host.lower():
+    cross = origin is not None and origin.split("://", 1)[-1].lower() != request.host.lower()
+    if cross and credential(request)[0] in ("cookie", "none"):
         return "cross-origin request refused"
     if token is None:
         host = _host(request.host)

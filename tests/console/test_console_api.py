@@ -437,6 +437,11 @@ async def test_with_a_token_nothing_answers_without_it_and_other_origins_are_ref
             ours = {**signed_in, "Origin": f"http://127.0.0.1:{c.port}"}
             async with c.ws_connect("/api/live?audio=0", headers=ours) as ws:
                 assert not ws.closed
+            # A consumer on another origin that holds the token itself may use the API.
+            elsewhere = {"Origin": "https://dashboard.example", **AUTH}
+            assert (await c.get("/api/calls", headers=elsewhere)).status == 200
+            assert (await c.get(f"/api/calls?token={TOKEN}", headers={"Origin": "https://x.example"})).status == 200
+            assert (await c.get("/api/calls", headers={"Origin": "https://x.example"})).status == 403
     finally:
         await pipeline.aclose()
 
