@@ -125,15 +125,16 @@ def rates(figures: dict[str, Any], n: int, results: list[dict[str, Any]]) -> dic
 
 
 def judge(row: dict[str, Any]) -> dict[str, Any]:
-    """Loss out (packets not recorded, audio lost) against loss in (packets the clients dropped)."""
+    """Loss out against loss in (packets the clients dropped): every packet that arrived is in the
+    recording, and no session's audio lost exceeds what its client dropped by over 0.5 points."""
     sent, recorded = row["packets_sent"], row["packets_recorded"]
     loss_out = 100 * (1 - recorded / sent) if sent else 100.0
     ok = (
         row["completed"] == row["sessions"]
         and row["recordings_missing"] == 0
         and abs(loss_out - row["loss_in_pct"]) < 0.01
-        and row["audio_loss_pct_max"] is not None
-        and row["audio_loss_pct_max"] <= row["loss_in_pct"] + 0.5
+        and row["audio_loss_over_loss_in_pct_max"] is not None
+        and row["audio_loss_over_loss_in_pct_max"] <= 0.5
     )
     return {"loss_out_pct": round(loss_out, 3), "loss_out_equals_loss_in": ok}
 

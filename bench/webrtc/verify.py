@@ -26,10 +26,16 @@ from janus_server import read_mjr  # noqa: E402
 from webrtc_harness import RATE, lost_fraction, recording  # noqa: E402
 
 
-def audio_check(audio: np.ndarray, source: np.ndarray) -> dict[str, float]:
+def audio_check(audio: np.ndarray, source: np.ndarray, result: dict[str, Any]) -> dict[str, float]:
+    """Audio lost and windowed correlation, beside what this session's client dropped on purpose."""
     lag = best_lag(source, audio, RATE)
     scores = window_ncc(source, audio, RATE)
-    return {"lost": lost_fraction(audio, source, lag), "ncc_min": float(min(scores)) if scores else 0.0}
+    return {
+        "lost": lost_fraction(audio, source, lag),
+        "dropped": result["dropped"] / result["sent"] if result.get("sent") else 0.0,
+        "ncc_min": float(min(scores)) if scores else 0.0,
+        "ncc_median": float(np.median(scores)) if scores else 0.0,
+    }
 
 
 def mjr_audio(path: Path) -> tuple[np.ndarray, int]:
@@ -53,12 +59,15 @@ def mjr_audio(path: Path) -> tuple[np.ndarray, int]:
 
 def summarize(checks: list[dict[str, float]], sessions: int) -> dict[str, Any]:
     losses = [c["lost"] for c in checks]
+    excess = [c["lost"] - c["dropped"] for c in checks]
     return {
         "recordings_checked": len(checks),
         "recordings_missing": sessions - len(checks),
         "audio_loss_pct_mean": round(100 * statistics.fmean(losses), 3) if losses else None,
         "audio_loss_pct_max": round(100 * max(losses), 3) if losses else None,
+        "audio_loss_over_loss_in_pct_max": round(100 * max(excess), 3) if excess else None,
         "ncc_min": round(min(c["ncc_min"] for c in checks), 3) if checks else None,
+        "ncc_median_min": round(min(c["ncc_median"] for c in checks), 3) if checks else None,
     }
 
 
@@ -72,7 +81,7 @@ def ours(out_dir: Path, log: Path, results: list[dict[str, Any]], source: np.nda
         if not any(d["type"] == "recording" for d in doc["dialog"]):
             continue
         audio, _, _ = recording(doc)
-        checks.append(audio_check(audio[:, 0], source))
+        checks.append(audio_check(audio[:, 0], source, result))
     received = lost = 0
     for line in log.read_text(errors="replace").splitlines():
         if '"webrtc.participant_left"' in line:
@@ -94,5 +103,5 @@ def janus(recordings: Path, results: list[dict[str, Any]], source: np.ndarray) -
         packets += count
         if count != result["sent"] - result["dropped"]:
             short.append({"n": result["n"], "mjr_packets": count, "sent": result["sent"] - result["dropped"]})
-        checks.append(audio_check(audio, source))
+        checks.append(audio_check(audio, source, result))
     return {**summarize(checks, len(results)), "packets_recorded": packets, "sessions_with_packet_mismatch": short[:10]}
