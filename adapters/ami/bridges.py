@@ -17,6 +17,8 @@ from datetime import datetime
 
 from adapters.ami.state import Channel, Span
 
+MAX_GONE_STAYS = 1000
+"Stays of channels already gone kept per bridge, at most."
 MAX_HOPS = 8
 "Local chains longer than this are not followed (a loop in the dialplan)."
 
@@ -63,7 +65,12 @@ class Bridges:
                 self.history.pop(bridge, None)
                 continue
             first = min(tracked)
-            self.history[bridge] = [s for s in stays if s.channel.uniqueid in alive or s.end is None or s.end >= first]
+            kept = [s for s in stays if s.channel.uniqueid in alive or s.end is None or s.end >= first]
+            gone = [s for s in kept if s.channel.uniqueid not in alive]
+            if len(gone) > MAX_GONE_STAYS:  # a bridge that lives for ever (a conference): the oldest go
+                dropped = {id(s) for s in gone[: len(gone) - MAX_GONE_STAYS]}
+                kept = [s for s in kept if id(s) not in dropped]
+            self.history[bridge] = kept
 
     def near(self, bridge: str, at: datetime) -> list[Channel]:
         """The channels of a bridge around ``at``: those in it then first, then those that left last."""

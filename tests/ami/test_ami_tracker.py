@@ -574,3 +574,18 @@ def test_pbx_gone_calls_end_when_the_connection_dropped() -> None:
     out += t.tick(T0 + 50 * STEP)
     (finish,) = [o for o in out if isinstance(o, FinishCall)]
     assert finish.ended.at == dropped
+
+
+def test_a_resumed_call_gone_while_the_recorder_was_down_ends_when_last_known_alive() -> None:
+    from capture.adapter import ResumedCall
+
+    t = CallTracker(mixmonitor="adapter", cdr_wait_s=30)
+    last = T0 - timedelta(seconds=3)
+    t.resume([ResumedCall("L.1", "uuid", "ami", T0 - timedelta(seconds=9), T0 - timedelta(seconds=8), last)])
+    out = t.resync([], T0, known=set())
+    out += t.tick(T0)  # no Cdr will come for it: no wait
+    (finish,) = [o for o in out if isinstance(o, FinishCall)]
+    assert (finish.ended.at, finish.ended.cause) == (last, "hung up while the recorder was down")
+    (spec,) = finish.recordings  # whatever file our MixMonitor left, found by the call's Linkedid
+    assert (spec.file, spec.search, spec.started_at) == (None, "L.1", T0 - timedelta(seconds=8))
+    assert not [o for o in out if isinstance(o, ev.CallStarted)]
