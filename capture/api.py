@@ -135,8 +135,8 @@ def api_app(
     async def live_socket(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=20.0)
         await ws.prepare(request)
-        listener = live.listen(request.query.get("call") or None)
         audio = request.query.get("audio", "1") not in ("0", "false", "no")
+        listener = live.listen(request.query.get("call") or None, audio=audio)
         log.info("live.listener_joined", extra={"call": listener.vcon_uuid, "peer": request.remote})
 
         async def drain_client() -> None:
@@ -156,8 +156,7 @@ def api_app(
                 if message is None:
                     break
                 if isinstance(message, bytes):
-                    if audio:
-                        await ws.send_bytes(message)
+                    await ws.send_bytes(message)
                 else:
                     await ws.send_str(message)
         except (ConnectionResetError, asyncio.CancelledError):

@@ -24,6 +24,7 @@ from capture.events import (
     DtmfReceived,
     HoldChanged,
     MediaRecorded,
+    MuteChanged,
     PartyJoined,
     PartyLeft,
     RecordingPaused,
@@ -49,6 +50,9 @@ class LiveCall:
     live: LiveHub
     recordings: list[StreamRecording] = field(default_factory=list)
     pauses: list[tuple[datetime, datetime | None]] = field(default_factory=list)
+    held: set[int] = field(default_factory=set)
+    "Party indices on hold now (for the live snapshot)."
+    muted: set[int] = field(default_factory=set)
 
     @property
     def uuid(self) -> str:
@@ -107,21 +111,19 @@ class LiveCall:
         announced: list[int] = []
 
         def tap(position: int, pcm: np.ndarray) -> None:
-            if not live.wants(conv.uuid):
-                return
-            party = conv.party_index(recording.party)
             if not announced:
-                announced.append(party)
+                announced.append(conv.party_index(recording.party))
                 stream = {
-                    "party": party,
+                    "party": announced[0],
                     "stream": number,
                     "stream_id": recording.stream_id,
                     "sample_rate": recording.sample_rate,
                     "encoding": "pcm_s16le",
                     "start": recording.started_at,
                 }
-                live.event(conv.uuid, "stream", **stream)
-            live.audio(conv.uuid, party, number, position, pcm)
+                live.stream_started(conv.uuid, stream)
+            if live.wants(conv.uuid):
+                live.audio(conv.uuid, announced[0], number, position, pcm)
 
         return tap
 
@@ -136,8 +138,15 @@ class LiveCall:
             case PartyLeft():
                 live.event(conv.uuid, "party_left", at=event.at, party=conv.party_index(event.party))
             case HoldChanged():
-                kind = "hold" if event.held else "unhold"
-                live.event(conv.uuid, kind, at=event.at, party=conv.party_index(event.party))
+                party = conv.party_index(event.party)
+                (self.held.add if event.held else self.held.discard)(party)
+                live.update(conv.uuid, "held", sorted(self.held))
+                live.event(conv.uuid, "hold" if event.held else "unhold", at=event.at, party=party)
+            case MuteChanged():
+                party = conv.party_index(event.party)
+                (self.muted.add if event.muted else self.muted.discard)(party)
+                live.update(conv.uuid, "muted", sorted(self.muted))
+                live.event(conv.uuid, "mute" if event.muted else "unmute", at=event.at, party=party)
             case DtmfReceived():
                 live.event(conv.uuid, "dtmf", at=event.at, party=conv.party_index(event.party), digit=event.digit)
             case RecordingPaused() | RecordingResumed():

@@ -10,8 +10,8 @@ for: the recording is never affected by who listens.
 Framing, the same on both sides (one WebSocket per listener):
 
 * text frames: one JSON object each, ``{"type": ..., "vcon_uuid": ..., "at": RFC 3339, ...}``:
-  ``call`` (snapshot: parties, streams, paused), ``call_started``, ``party_joined`` (``party``
-  index, tel/sip/name), ``party_left``, ``hold``/``unhold``, ``dtmf`` (``digit``),
+  ``call`` (snapshot: parties, streams, paused, held, muted), ``call_started``, ``party_joined`` (``party``
+  index, tel/sip/name), ``party_left``, ``hold``/``unhold``, ``mute``/``unmute``, ``dtmf`` (``digit``),
   ``recording_paused``/``recording_resumed`` (``by``), ``stream`` (a party's audio starts:
   ``party``, ``stream``, ``sample_rate``, ``encoding: "pcm_s16le"``, ``start`` = wall-clock
   time of sample 0), ``call_ended`` (the vCon's uuid: it is being built), ``dropped`` (this
@@ -62,12 +62,17 @@ class Listener:
 
     vcon_uuid: str | None
     "Only this call's messages; None: every call."
+    audio: bool = True
+    "False: events only (no audio is framed for this listener)."
     queue: asyncio.Queue[str | bytes | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_FRAMES))
     dropped: bool = False
     sent: int = 0
 
     def wants(self, vcon_uuid: str) -> bool:
         return not self.dropped and (self.vcon_uuid is None or self.vcon_uuid == vcon_uuid)
+
+    def wants_audio(self, vcon_uuid: str) -> bool:
+        return self.audio and self.wants(vcon_uuid)
 
 
 class LiveHub:
@@ -79,8 +84,8 @@ class LiveHub:
         self.on_call_started: list[Callable[[str, dict[str, Any]], None]] = []
         "Called as each call starts (the push client opens its connection there)."
 
-    def listen(self, vcon_uuid: str | None = None) -> Listener:
-        listener = Listener(vcon_uuid)
+    def listen(self, vcon_uuid: str | None = None, *, audio: bool = True) -> Listener:
+        listener = Listener(vcon_uuid, audio)
         self._listeners.add(listener)
         self._metrics.live_listeners.inc()
         for uuid, snapshot in self._calls.items():
@@ -94,8 +99,8 @@ class LiveHub:
             self._metrics.live_listeners.dec()
 
     def wants(self, vcon_uuid: str) -> bool:
-        """Anyone listening to this call (cheap: audio is only framed for a listened call)."""
-        return any(listener.wants(vcon_uuid) for listener in self._listeners)
+        """Anyone listening to this call's audio (cheap: audio is only framed for a listened call)."""
+        return any(listener.wants_audio(vcon_uuid) for listener in self._listeners)
 
     # -- what the pipeline publishes ---------------------------------------------------
 
@@ -113,13 +118,20 @@ class LiveHub:
         self.event(vcon_uuid, "call_ended", **fields)
         self._calls.pop(vcon_uuid, None)
 
+    def stream_started(self, vcon_uuid: str, stream: dict[str, Any]) -> None:
+        """A recording's first audio: kept in the call's snapshot (late listeners learn its rate and
+        start from it) and told to whoever listens now."""
+        if vcon_uuid in self._calls:
+            self._calls[vcon_uuid].setdefault("streams", []).append(stream)
+        self.event(vcon_uuid, "stream", **stream)
+
     def update(self, vcon_uuid: str, key: str, value: Any) -> None:
         """Keep the snapshot a late listener gets current."""
         if vcon_uuid in self._calls:
             self._calls[vcon_uuid][key] = value
 
     def event(self, vcon_uuid: str, kind: str, **fields: Any) -> None:
-        if not self.wants(vcon_uuid):
+        if not any(listener.wants(vcon_uuid) for listener in self._listeners):
             return
         text = json.dumps({"type": kind, "vcon_uuid": vcon_uuid, **fields}, default=str)
         for listener in list(self._listeners):
@@ -129,7 +141,7 @@ class LiveHub:
     def audio(self, vcon_uuid: str, party: int, stream: int, position: int, pcm: np.ndarray) -> None:
         frame: bytes | None = None
         for listener in list(self._listeners):
-            if listener.wants(vcon_uuid):
+            if listener.wants_audio(vcon_uuid):
                 frame = frame or audio_frame(party, stream, position, pcm)
                 self._put(listener, frame)
 

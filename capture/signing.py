@@ -43,7 +43,11 @@ SIGN_ALGS = ["RS256", "ES256"]
 _UUID_HEADER = {"uuid": HeaderParameter("vCon uuid (draft-ietf-vcon-vcon-core)", "str")}
 JWS_REGISTRY = jws.JWSRegistry(header_registry=_UUID_HEADER, algorithms=SIGN_ALGS)
 JWS_REGISTRY.max_header_length = 64 * 1024  # the protected header holds the x5c chain
+MAX_VCON_BYTES = 1 << 40
+"joserfc caps payloads at 128 kB by default: a signed vCon with more than ~6 s of inline audio."
+JWS_REGISTRY.max_payload_length = MAX_VCON_BYTES
 JWE_REGISTRY = jwe.JWERegistry(header_registry=_UUID_HEADER, algorithms=[KEY_ALG, ENC])
+JWE_REGISTRY.max_ciphertext_length = MAX_VCON_BYTES
 
 
 def _read(path: Path, setting: str) -> bytes:

@@ -100,9 +100,12 @@ class Spool:
         found = []
         for folder in (p for p in self.dead.iterdir() if p.is_dir()):
             for vcon in folder.glob(f"*{SUFFIX}"):
-                reason = vcon.with_suffix(".reason")
-                text = reason.read_text(encoding="utf-8", errors="replace").strip() if reason.exists() else ""
-                found.append((vcon.stat().st_mtime, folder.name, vcon.name[: -len(SUFFIX)], text))
+                try:  # a letter retried meanwhile is gone: not a letter any more
+                    mtime = vcon.stat().st_mtime
+                    text = vcon.with_suffix(".reason").read_text(encoding="utf-8", errors="replace").strip()
+                except FileNotFoundError:
+                    continue
+                found.append((mtime, folder.name, vcon.name[: -len(SUFFIX)], text))
         return [(sink, vcon_uuid, text) for _, sink, vcon_uuid, text in sorted(found, reverse=True)]
 
     def requeue(self, sink: str, vcon_uuid: str, others: list[str]) -> bool:

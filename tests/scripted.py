@@ -103,9 +103,17 @@ async def midcall(capture: Capture, call_id: str) -> None:
     rec = capture.open_recording(call_id, "alice-leg", "alice", RATE)
     audio = pcm(600.0, 6)
     print(f"call started {capture.vcon_uuid(call_id)}", flush=True)
+    await real_time(rec, audio, now)
+
+
+async def real_time(rec, audio: np.ndarray, now) -> None:  # type: ignore[no-untyped-def]
+    """Write ``audio`` frame by frame as an RTP receiver would, keeping to the wall clock: a busy
+    process catches up (as a receiver drains its socket), it never falls behind real time."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
     for i in range(len(audio) // FRAME):
         rec.write_at(i * FRAME, audio[i * FRAME : (i + 1) * FRAME], at=now())
-        await asyncio.sleep(FRAME / RATE)
+        await asyncio.sleep(max(0.0, t0 + (i + 1) * FRAME / RATE - loop.time()))
 
 
 async def timed(capture: Capture, call_id: str, seconds: float, seed: int) -> None:
@@ -117,10 +125,7 @@ async def timed(capture: Capture, call_id: str, seconds: float, seed: int) -> No
     rec = capture.open_recording(call_id, "alice-leg", "alice", RATE)
     audio = pcm(seconds, seed)
     print(f"call started {capture.vcon_uuid(call_id)}", flush=True)
-    t0 = asyncio.get_running_loop().time()
-    for i in range(len(audio) // FRAME):
-        rec.write_at(i * FRAME, audio[i * FRAME : (i + 1) * FRAME], at=now())
-        await asyncio.sleep(max(0.0, t0 + (i + 1) * FRAME / RATE - asyncio.get_running_loop().time()))
+    await real_time(rec, audio, now)
     capture.emit(ev.CallEnded(call_id=call_id, at=now()))
 
 

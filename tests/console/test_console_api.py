@@ -267,11 +267,6 @@ async def test_signed_vcons_are_verified_against_the_configured_ca_and_encrypted
         await pipeline.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="capture.signing.verify keeps joserfc's default max_payload_length (128000 bytes): a signed vCon "
-    "with more than a few seconds of inline audio does not verify (vcon-capture verify fails the same way)",
-)
 async def test_a_signed_vcon_with_its_audio_inline_verifies_and_plays(tmp_path):
     pki = make_pki(tmp_path, "ec")
     pipeline = await finished(tmp_path, answered)

@@ -204,8 +204,12 @@ async def test_pause_by_api_keeps_the_paused_audio_out_of_every_file_and_every_l
     assert not contains(live_audio, secret), "paused audio was streamed live"
     assert not [pos for _, pos, chunk in frames if p0 + 160 <= pos < p1 and chunk.any()], "nothing live while paused"
     kinds = [e["type"] for e in events]
-    for kind in ("call", "stream", "recording_paused", "recording_resumed", "call_ended"):
+    for kind in ("call", "recording_paused", "recording_resumed", "call_ended"):
         assert kind in kinds, kinds
+    announced = [e for e in events if e["type"] == "stream"] + [
+        s for e in events if e["type"] == "call" for s in e["streams"]
+    ]
+    assert [(s["party"], s["sample_rate"]) for s in announced] == [(0, RATE)], "a listener learns each stream's rate"
     heard = np.zeros(len(sent), dtype=np.int16)
     for _, pos, chunk in frames:
         heard[pos : pos + len(chunk)] = chunk[: max(0, len(sent) - pos)]

@@ -232,3 +232,22 @@ def test_no_private_key_material_in_signed_output(pki):
     signed = json.dumps(Signer.from_files(pki["key"], pki["chain"]).sign(DOC))
     key_body = "".join(Path(pki["key"]).read_text().splitlines()[1:-1])
     assert key_body[:40] not in signed
+
+
+def test_a_real_sized_vcon_signs_encrypts_verifies_and_decrypts(rsa_pki, tmp_path):
+    """joserfc caps JWS payloads at 128 kB and JWE ciphertexts at 64 kB by default: half a minute
+    of inline audio is past both; verify and decrypt must take it."""
+    big = {**DOC, "dialog": [{**_audio_dialog(), "body": "A" * 2_000_000}]}
+    signed = Signer.from_files(rsa_pki["key"], rsa_pki["chain"]).sign(big)
+    assert verify(signed, rsa_pki["ca"]) == big
+    encrypted = encrypt(signed, rsa_pki["chain"])
+    assert decrypt(encrypted, rsa_pki["key"]) == signed
+    path = tmp_path / "big.vcon"
+    path.write_text(json.dumps(encrypted))
+    assert main(["decrypt", str(path), "--key", str(rsa_pki["key"]), "-o", str(tmp_path / "signed.vcon")]) == 0
+    assert main(["verify", str(tmp_path / "signed.vcon"), "--ca", str(rsa_pki["ca"])]) == 0
+
+
+def _audio_dialog() -> dict:
+    return {"type": "recording", "start": "2026-01-01T00:00:00Z", "parties": [0], "mediatype": "audio/x-wav",
+            "encoding": "base64url"}  # fmt: skip
