@@ -70,10 +70,15 @@ class Capture(Protocol):
     def finished_vcon(self, vcon_uuid: str) -> bytes | None:
         """The bytes of a finished vCon (e.g. to show it to the participant), None if not finished."""
 
-    def open_recording(self, call_id: str, stream_id: str, party: str, sample_rate: int) -> StreamRecording:
-        """A timestamp-true mono recording for one party's stream of a started call.
+    def open_recording(
+        self, call_id: str, stream_id: str, party: str, sample_rate: int, *, heard: tuple[str, ...] = ()
+    ) -> StreamRecording:
+        """A timestamp-true mono recording for one stream of a started call, sent by ``party``.
 
-        The pipeline closes it when the call ends if the adapter has not.
+        ``heard``: every party whose voice the stream carries when it is a mix (a SIPREC mixed
+        stream, a PBX's forked copy of a call): its channel then lists them all. A party that
+        sends several streams gets a channel for each. The pipeline closes the recording when
+        the call ends if the adapter has not.
         """
 
     def resumed_calls(self, source: str) -> list[ResumedCall]:

@@ -74,7 +74,13 @@ class LiveCall:
         self._publish(event)
 
     def open_recording(
-        self, stream_id: str, party: str, sample_rate: int, clock: Clock, on_close: _OnClose
+        self,
+        stream_id: str,
+        party: str,
+        sample_rate: int,
+        clock: Clock,
+        on_close: _OnClose,
+        heard: tuple[str, ...] = (),
     ) -> StreamRecording:
         name = "".join(c if c.isalnum() or c in "-_." else "_" for c in stream_id)
         journal = self.journal
@@ -82,7 +88,7 @@ class LiveCall:
         def started(rec: StreamRecording) -> None:
             assert rec.started_at is not None
             journal.recording_started(
-                RecordingStart(rec.stream_id, rec.party, rec.path.name, rec.sample_rate, rec.started_at)
+                RecordingStart(rec.stream_id, rec.party, rec.path.name, rec.sample_rate, rec.started_at, rec.heard)
             )
 
         recording = StreamRecording(
@@ -91,6 +97,7 @@ class LiveCall:
             call_id=self.conversation.call_id,
             stream_id=stream_id,
             party=party,
+            heard=heard,
             clock=clock,
             on_start=started,
             on_close=on_close,

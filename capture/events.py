@@ -215,6 +215,19 @@ class AttachmentAdded(CaptureEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CaptureNoted(CaptureEvent):
+    """A fact about the capture itself (what was odd, guessed or lost), for the vCon's ``capture_notes``.
+
+    A later note with the same key replaces the earlier one.
+    """
+
+    kind: ClassVar[str] = "capture_noted"
+    key: str
+    value: Any
+    "JSON-able."
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CdrFields(CaptureEvent):
     """Fields for the call's CDR attachment, merged in arrival order (later wins)."""
 
@@ -250,6 +263,7 @@ EVENT_TYPES: dict[str, type[CaptureEvent]] = {
         RecordingResumed,
         Transferred,
         AttachmentAdded,
+        CaptureNoted,
         CdrFields,
         CallEnded,
     )

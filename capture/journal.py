@@ -43,6 +43,8 @@ class RecordingStart:
     "File name inside the call's directory."
     sample_rate: int
     started_at: datetime
+    heard: tuple[str, ...] = ()
+    "Every party the stream carries (empty: just ``party``)."
 
 
 @dataclass(slots=True)
@@ -94,6 +96,7 @@ class CallJournal:
                 "path": start.file,
                 "sample_rate": start.sample_rate,
                 "started_at": start.started_at.isoformat(),
+                "heard": list(start.heard),
             }
         )
 
@@ -184,6 +187,7 @@ def read_journal(directory: Path) -> JournalContents | None:
                         file=str(record["path"]),
                         sample_rate=int(record["sample_rate"]),
                         started_at=datetime.fromisoformat(record["started_at"]),
+                        heard=tuple(str(p) for p in record.get("heard") or ()),
                     )
                 )
             elif kind == RESUMED:

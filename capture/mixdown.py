@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -163,26 +163,60 @@ class _Mix:
 
 
 def _is_party_stream(rec: MediaRecorded) -> bool:
-    return len(rec.channels) == 1 and len(rec.channels[0]) == 1 and rec.mediatype == "audio/x-wav"
+    """A stream the core recorded: one channel (one party, or a mix of several) in our own WAV."""
+    return len(rec.channels) == 1 and bool(rec.channels[0]) and rec.mediatype == "audio/x-wav"
 
 
-def mix_channels(recordings: list[MediaRecorded], party_order: list[str]) -> tuple[_Mix, datetime, list[str]]:
-    """One WAV, a channel per party (join order), streams placed at their wall-clock start."""
+def assign_channels(recordings: list[MediaRecorded], party_order: list[str]) -> tuple[list[tuple[str, ...]], list[int]]:
+    """The channels of a mix (the party keys each carries) and each recording's channel.
+
+    A channel per party, in join order, holding that party's streams one after another; a
+    stream that overlaps one already in its party's channel (a party sending two streams at
+    once) gets a channel of its own, as does a mixed stream (it lists every party it carries).
+    """
+    order = {k: i for i, k in enumerate(party_order)}
+    ranked = sorted(
+        range(len(recordings)),
+        key=lambda i: (min(order.get(k, len(order)) for k in recordings[i].channels[0]), recordings[i].started_at),
+    )
+    channels: list[tuple[str, ...]] = []
+    spans: list[list[tuple[datetime, datetime]]] = []
+    assigned = [0] * len(recordings)
+    for i in ranked:
+        rec = recordings[i]
+        heard = rec.channels[0]
+        span = (rec.started_at, rec.started_at + timedelta(seconds=rec.duration_s))
+        for channel, (carries, taken) in enumerate(zip(channels, spans, strict=True)):
+            if carries == heard and all(span[1] <= a or span[0] >= b for a, b in taken):
+                taken.append(span)
+                assigned[i] = channel
+                break
+        else:
+            channels.append(heard)
+            spans.append([span])
+            assigned[i] = len(channels) - 1
+    return channels, assigned
+
+
+def mix_channels(
+    recordings: list[MediaRecorded], party_order: list[str]
+) -> tuple[_Mix, datetime, list[tuple[str, ...]]]:
+    """One WAV of several channels (:func:`assign_channels`), streams placed at their wall-clock start."""
     sources = [(rec, PcmSource(rec.path)) for rec in recordings]
     rate = max(src.rate for _, src in sources)
-    keys = [k for k in party_order if any(rec.channels[0][0] == k for rec in recordings)]
+    channels, assigned = assign_channels(recordings, party_order)
     start = min(rec.started_at for rec in recordings)
     placed = [
         _Placed(
-            channel=keys.index(rec.channels[0][0]),
+            channel=assigned[i],
             offset=int(round((rec.started_at - start).total_seconds() * rate)),
             source=src,
             ratio=src.rate / rate,
         )
-        for rec, src in sources
+        for i, (rec, src) in enumerate(sources)
     ]
     frames = max((p.offset + p.frames_out() for p in placed), default=0)
-    return _Mix(placed, len(keys), rate, frames), start, keys
+    return _Mix(placed, len(channels), rate, frames), start, channels
 
 
 def _file_chunks(path: str) -> Callable[[], Iterator[bytes]]:
@@ -261,10 +295,8 @@ def render_recordings(
     whole = [r for r in recordings if not _is_party_stream(r)]
     pieces: list[_Piece] = []
     if streams and policy.layout == "channels":
-        mix, start, keys = mix_channels(streams, party_order)
-        pieces.append(
-            _Piece(mix.chunks, mix.size, start, mix.frames / mix.rate, tuple((k,) for k in keys), "audio/x-wav", "wav")
-        )
+        mix, start, channels = mix_channels(streams, party_order)
+        pieces.append(_Piece(mix.chunks, mix.size, start, mix.frames / mix.rate, tuple(channels), "audio/x-wav", "wav"))
     else:
         whole = streams + whole
     for rec in whole:

@@ -203,11 +203,13 @@ class Pipeline:
         else:
             loop.call_soon_threadsafe(self._handle, event)
 
-    def open_recording(self, call_id: str, stream_id: str, party: str, sample_rate: int) -> StreamRecording:
+    def open_recording(
+        self, call_id: str, stream_id: str, party: str, sample_rate: int, *, heard: tuple[str, ...] = ()
+    ) -> StreamRecording:
         call = self._calls.get(call_id)
         if call is None:
             raise LocalProtocolError(f"open_recording for unknown call {call_id!r}")
-        return call.open_recording(stream_id, party, sample_rate, self.clock, self.emit)
+        return call.open_recording(stream_id, party, sample_rate, self.clock, self.emit, heard)
 
     # -- events -----------------------------------------------------------------------
 

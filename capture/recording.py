@@ -59,6 +59,7 @@ class StreamRecording:
         call_id: str,
         stream_id: str,
         party: str,
+        heard: tuple[str, ...] = (),
         clock: Clock = SYSTEM,
         on_start: Callable[[StreamRecording], None] | None = None,
         on_close: Callable[[MediaRecorded], None] | None = None,
@@ -69,6 +70,8 @@ class StreamRecording:
         self.call_id = call_id
         self.stream_id = stream_id
         self.party = party
+        self.heard = heard or (party,)
+        "Every party whose voice the stream carries (a mixed stream: several)."
         self.started_at: datetime | None = None
         "Wall-clock time of sample 0, set by the first write."
         self._clock = clock
@@ -317,7 +320,7 @@ class StreamRecording:
             path=str(self.path),
             started_at=self.started_at,
             duration_s=self.duration_s,
-            channels=((self.party,),),
+            channels=(self.heard,),
         )
         if self._on_close is not None:
             self._on_close(event)

@@ -54,7 +54,7 @@ def _reopened_recordings(directory: Path, conv: Conversation, journal: JournalCo
                 path=str(path),
                 started_at=rec.started_at,
                 duration_s=frames / rec.sample_rate,
-                channels=((rec.party,),),
+                channels=(rec.heard or (rec.party,),),
             )
         )
     return found

@@ -19,6 +19,7 @@ from capture.events import (
     CallEnded,
     CallStarted,
     CaptureEvent,
+    CaptureNoted,
     CdrFields,
     DtmfReceived,
     HoldChanged,
@@ -124,6 +125,8 @@ class Conversation:
                     self.pauses[-1]["resumed_by"] = event.by
             case CdrFields():
                 self.cdr.update(event.fields)
+            case CaptureNoted():
+                self.notes[event.key] = event.value
             case CallEnded():
                 self.ended = event
             case CallStarted():
