@@ -13,7 +13,7 @@ from adapters.sip.message import SipMessage, parse_name_addr, uri_hostport
 from adapters.sip.offer import Offer, parse_offer, parse_session_id, session_id
 from adapters.sip.parties import callee_fields, caller_fields
 from adapters.sip.rtp import RtpStream
-from adapters.sip.sdp import AnsweredStream, SessionDescription, build_answer, choose_codecs
+from adapters.sip.sdp import AnsweredStream, MediaDescription, SessionDescription, build_answer, choose_codecs
 from adapters.sip.siprec import wants_siprec
 from adapters.sip.siprec_parties import PartyChanges, SessionParties
 from adapters.sip.transactions import REASONS
@@ -212,6 +212,7 @@ class SipCall:
                 stream.set_codecs(audio, event)
                 if crypto and crypto != stream.offered_crypto:
                     stream.rekey(crypto)
+                stream.receiver.expect_source(_source(m))
                 answered.append(AnsweredStream(stream.port, audio, event, stream.answer_crypto))
                 continue
             party = self._party_for(index, m.label, heard)
@@ -228,6 +229,7 @@ class SipCall:
             )
             if crypto:
                 stream.rekey(crypto)
+            stream.receiver.expect_source(_source(m))
             stream.port = self._bind_rtp(stream)
             while len(self.streams) <= index:
                 self.streams.append(None)
@@ -379,3 +381,10 @@ class SipCall:
 
     def _emit(self, cls: type, **fields: Any) -> None:
         self.capture.emit(cls(call_id=self.call_id, at=self.capture.now(), **fields))
+
+
+def _source(m: MediaDescription) -> tuple[str, int] | None:
+    """Where an m= line says its packets come from; None when the SDP does not say (no or null address)."""
+    if not m.address or m.address in ("0.0.0.0", "::") or not m.port:
+        return None
+    return m.address, m.port

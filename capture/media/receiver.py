@@ -118,6 +118,8 @@ class RtpReceiver:
         "Source address of the last media packet."
         self.last_received: float | None = None
         "Arrival time of the last media packet."
+        self.expected_source: tuple[str, int] | None = None
+        "Where the signalling says the packets come from (SDP c= address, m= port); None: unknown."
         self._decoder: Decoder = decoder_for(codec)
         self._clock = RtpClock(codec.clock_rate)
         self._audio_pt = codec.payload_type
@@ -180,6 +182,10 @@ class RtpReceiver:
         return True
 
     # -- input ------------------------------------------------------------------------
+
+    def expect_source(self, address: tuple[str, int] | None) -> None:
+        """The signalling's word on where this stream's packets come from (a re-offer may move it)."""
+        self.expected_source = address
 
     def receive(self, data: bytes, addr: tuple[str, int], now: float) -> bool:
         """One datagram that arrived at ``now``; True if it was media of this stream."""
