@@ -128,7 +128,8 @@ def _decode(data: bytes, repairs: list[str]) -> str:
 
 def _strict(text: str) -> Element | None:
     try:
-        return ElementTree.fromstring(text, forbid_dtd=True)
+        root: Element = ElementTree.fromstring(text, forbid_dtd=True)
+        return root
     except DefusedXmlException as exc:
         raise RemoteProtocolError(f"XML refused: {type(exc).__name__}") from None
     except (ElementTree.ParseError, ValueError):

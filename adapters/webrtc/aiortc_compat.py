@@ -60,7 +60,7 @@ def track_queue(track: Any) -> asyncio.Queue[Any]:
 
 def pin_host_addresses(addresses: Callable[[bool, bool], list[str]]) -> None:
     """Replace aioice's host-address discovery for the whole process."""
-    aioice.ice.get_host_addresses = addresses
+    setattr(aioice.ice, "get_host_addresses", addresses)  # noqa: B010 (a module attribute replaced on purpose)
 
 
 def check() -> list[str]:
