@@ -67,6 +67,8 @@ class CallStarted(CaptureEvent):
     sip_to_tag: str | None = None
     sip_cseq: int | None = None
     "CSeq number of the dialog-creating request."
+    originator: str | None = None
+    "Party key of who placed the call, when the adapter knows it (the dialogs' ``originator``)."
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

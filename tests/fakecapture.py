@@ -42,8 +42,10 @@ class FakeCapture:
     def finished_vcon(self, vcon_uuid: str) -> bytes | None:
         return None
 
-    def open_recording(self, call_id: str, stream_id: str, party: str, sample_rate: int) -> StreamRecording:
+    def open_recording(
+        self, call_id: str, stream_id: str, party: str, sample_rate: int, *, heard: tuple[str, ...] = ()
+    ) -> StreamRecording:
         return StreamRecording(
             self.directory / f"{stream_id}.wav", sample_rate, call_id=call_id, stream_id=stream_id, party=party,
-            clock=self.clock, on_close=self.emit,
+            heard=heard, clock=self.clock, on_close=self.emit,
         )  # fmt: skip

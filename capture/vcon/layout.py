@@ -64,6 +64,7 @@ def lay_out(conv: Conversation, recordings: list[RecordingContent], *, updated_a
         local, remote = started.session_id
         session = SessionId(local=local or NIL_UUID, remote=remote or NIL_UUID)
     call_fields: dict[str, Any] = {
+        "originator": index.get(started.originator) if started.originator else None,
         "session_id": session,
         "application": started.application,
         "sip_call_id": started.sip_call_id,

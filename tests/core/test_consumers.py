@@ -298,3 +298,16 @@ async def test_webhook_refuses_an_untrusted_certificate(tmp_path):
     await sink.aclose()
     await receiver.stop()
     assert receiver.requests == 0
+
+
+async def test_the_originator_the_adapter_names_is_on_every_dialog_but_transfers(tmp_path):
+    async def called_back(capture, call_id):
+        t0 = capture.now()
+        capture.emit(ev.CallStarted(call_id=call_id, at=t0, source="scripted", originator="bob"))
+        capture.emit(ev.PartyJoined(call_id=call_id, at=t0, party="alice", tel="+15551230001"))
+        capture.emit(ev.PartyJoined(call_id=call_id, at=t0, party="bob", tel="+15551230002"))
+        capture.emit(ev.CallEnded(call_id=call_id, at=t0, disposition=ev.Disposition.BUSY))
+
+    doc = await run(tmp_path, called_back)
+    (incomplete,) = doc["dialog"]
+    assert incomplete["type"] == "incomplete" and incomplete["originator"] == 1
