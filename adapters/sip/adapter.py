@@ -39,9 +39,10 @@ from adapters.sip.siprec_parties import RecordingGroups
 from adapters.sip.transactions import Send
 from adapters.sip.transport import TcpProtocol, UdpProtocol, bind_rtp_socket, reachable_address
 from capture.adapter import Adapter, Capture
-from capture.errors import RemoteProtocolError, StartupError
-from capture.events import Disposition
+from capture.errors import ConfigError, RemoteProtocolError, StartupError
+from capture.events import CaptureNoted, Disposition
 from capture.logs import call_scope
+from capture.media.source import MODES
 from capture.settings import split_hostport
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,10 @@ class SipAdapter(Adapter):
         self.settings: SipSettings = settings
         self.host, self.port = split_hostport(settings.listen, "sip.listen")
         self.address = settings.advertise or reachable_address(self.host)
+        _check(settings)
         self.core = SipCore(self.address, self.port, max_calls=settings.max_calls,
-                            retry_after_s=settings.retry_after_s, media_timeout_s=settings.media_timeout_s)  # fmt: skip
+                            retry_after_s=settings.retry_after_s, media_timeout_s=settings.media_timeout_s,
+                            refusals_per_s=settings.refused_vcons_per_s)  # fmt: skip
         self.calls: dict[DialogKey, SipCall] = {}
         self.malformed = 0
         "Datagrams and messages that were not SIP, counted."
@@ -80,6 +83,8 @@ class SipAdapter(Adapter):
         self._closed = False
         self._rtp_tasks: set[asyncio.Task[Any]] = set()
         self._recordings = RecordingGroups()
+        self._quiet_logged = 0
+        "Quiet refusals (stateless 503s, nothing recorded) already reported in the log."
 
     def describe(self) -> str:
         tls = f" tls {self.settings.tls_listen}" if self.settings.tls_listen else ""
@@ -113,6 +118,9 @@ class SipAdapter(Adapter):
     async def stop(self) -> None:
         self._stopped = True
         self.core.accepting = False
+        self.core.can_record = True
+        if self.core.refused_quietly != self._quiet_logged:
+            self._log_quiet_refusals()
         now = self.capture.monotonic()
         for call in list(self.calls.values()):
             with call_scope(self.capture.vcon_uuid(call.call_id)):
@@ -158,8 +166,12 @@ class SipAdapter(Adapter):
         if not data.strip():
             return
         now = self.capture.monotonic()
-        # The capture stops accepting while it drains or its disk is low (and may resume); after stop() never.
-        self.core.accepting = self.capture.accepting and not self._stopped
+        # The capture stops accepting while its disk is low (and resumes by itself) or as the service
+        # shuts down: INVITEs then get a stateless 503 and become no call, there is nothing to write
+        # them to. After stop() the core refuses them itself ("shutdown"), recorded as refused calls.
+        accepting = self.capture.accepting
+        self.core.accepting = accepting and not self._stopped
+        self.core.can_record = accepting or self._stopped
         try:
             sends, events = self.core.receive(data, conn, addr, transport, now)
         except RemoteProtocolError as exc:
@@ -167,6 +179,8 @@ class SipAdapter(Adapter):
             if self._first_in_a_while(addr[0]):
                 log.warning("sip.malformed", extra={"source": addr[0], "error": str(exc), "so_far": self.malformed})
             return
+        if self.core.refused_quietly != self._quiet_logged and self._first_in_a_while("~refusals"):
+            self._log_quiet_refusals()
         self._send(sends)
         self._dispatch(events, now)
         self._arm()
@@ -176,6 +190,14 @@ class SipAdapter(Adapter):
         self.malformed += 1
         if self._first_in_a_while(host):
             log.warning("sip.tcp_stream_closed", extra={"source": host, "error": str(error)})
+
+    def _log_quiet_refusals(self) -> None:
+        """INVITEs refused without a trace of their own (a flood, or no disk to record on), summed up."""
+        total = self.core.refused_quietly
+        log.warning("sip.invites_refused_unrecorded",
+                    extra={"count": total - self._quiet_logged, "total": total, "active_calls": self.core.active_calls,
+                           "accepting": self.capture.accepting})  # fmt: skip
+        self._quiet_logged = total
 
     def _first_in_a_while(self, source: str) -> bool:
         now = self.capture.monotonic()
@@ -327,10 +349,28 @@ class SipAdapter(Adapter):
     def _finish(self, call: SipCall, *, cause: str, hangup_by: str, ended_by: str | None = None,
                 disposition: Disposition | None = None, final_status: int | None = None,
                 reason: str | None = None) -> None:  # fmt: skip
+        self._note_refused(call)
         call.end(disposition=disposition, cause=cause, ended_by=ended_by, hangup_by=hangup_by,
                  final_status=final_status, reason=reason)  # fmt: skip
         self._forget(call)
         log.info("sip.call_ended", extra={"call_id": call.call_id, "cause": cause, "hangup_by": hangup_by})
+
+    def _note_refused(self, call: SipCall) -> None:
+        """Packets a stream refused (other sources, failed SRTP) go into the vCon's capture_notes."""
+        notes = {}
+        for stream in call.streams:
+            if stream is None:
+                continue
+            if stream.endpoint is not None:
+                stream.endpoint.close()  # what already reached the socket first: the counts are final
+            stats, policy = stream.receiver.stats, stream.receiver.source
+            if stats.refused or stats.srtp_failed:
+                notes[stream.stream_id] = {"refused": stats.refused, "srtp_failed": stats.srtp_failed,
+                                           "source_mode": policy.mode, "taken_from": _text(policy.current),
+                                           "moves": stats.moves}  # fmt: skip
+        if notes:
+            self.capture.emit(CaptureNoted(call_id=call.call_id, at=self.capture.now(), key="rtp_refused",
+                                           value=notes))  # fmt: skip
 
     def _forget(self, call: SipCall) -> None:
         self.calls.pop(call.dialog.key, None)
@@ -339,6 +379,8 @@ class SipAdapter(Adapter):
     def _bind_rtp(self, dialog: Dialog, stream: RtpStream) -> int:
         """Bind an even port from the range for ``stream`` and start receiving on it."""
         sock, port = bind_rtp_socket(self.host, self.settings.rtp_port_min, self.settings.rtp_port_max)
+        stream.receiver.source.configure(mode=self.settings.rtp_source, relatch_s=self.settings.rtp_relatch_s,
+                                         peer_host=dialog.addr[0], local_host=self.host)  # fmt: skip
         endpoint = RtpEndpoint(stream, sock, self.capture.monotonic, partial(self.core.media_received, dialog))
         stream.endpoint = endpoint
         loop = asyncio.get_running_loop()
@@ -351,3 +393,17 @@ class SipAdapter(Adapter):
         self._rtp_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.debug("sip.rtp_endpoint_not_started", extra={"why": str(task.exception())})
+
+
+def _check(settings: SipSettings) -> None:
+    """The RTP source policy and the refusal budget (checked here: the settings class checks the rest)."""
+    if settings.rtp_source not in MODES:
+        raise ConfigError("sip.rtp_source", f"must be one of {', '.join(MODES)}")
+    if settings.rtp_relatch_s < 0:
+        raise ConfigError("sip.rtp_relatch_s", "must not be negative")
+    if settings.refused_vcons_per_s < 0:
+        raise ConfigError("sip.refused_vcons_per_s", "must not be negative")
+
+
+def _text(addr: tuple[str, int] | None) -> str | None:
+    return None if addr is None else f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"

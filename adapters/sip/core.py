@@ -12,6 +12,11 @@ only moves bytes, runs the calls and arms one timer:
   drains (``accepting`` False) or at ``max_calls``, it gets 503 with Retry-After
   (:class:`InviteRefused`, so the shell still records the attempt), and an out-of-dialog
   OPTIONS gets 503 too, so a dispatcher's pings take this node out of rotation.
+  Refusals are cheap under a flood: at most ``refusals_per_s`` a second (bursts of ten
+  times that) become calls the shell records; past it, and whenever the capture cannot
+  take a call at all (``can_record`` False: its disk is below the free-space floor), an
+  INVITE gets a stateless 503 (no dialog, no transaction kept, nothing recorded) and is
+  only counted (``refused_quietly``); a retransmission gets another.
 - Decisions that need the call (answer an INVITE, accept a re-offer) come back as
   events; the shell answers with ``respond``, ends a dialog with ``hangup``, and tells
   the core about media (``media_received``, ``media_held``).
@@ -31,6 +36,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from adapters.sip.admission import RefusalBudget
 from adapters.sip.dialogs import (
     AckTimeout,
     Cancelled,
@@ -77,6 +83,7 @@ class SipCore:
         max_calls: int | None = None,
         retry_after_s: int = 5,
         media_timeout_s: float | None = None,
+        refusals_per_s: float | None = None,
         token: Callable[[int], str] = secrets.token_hex,
     ) -> None:
         self.host = host
@@ -91,6 +98,12 @@ class SipCore:
         self.retry_after_s = retry_after_s
         self.accepting = True
         "False while the service drains: new INVITEs and out-of-dialog OPTIONS get 503."
+        self.can_record = True
+        "False while the capture cannot take a call at all (disk below its floor): INVITEs get a stateless 503."
+        self.refused_quietly = 0
+        "INVITEs refused with a stateless 503 and nothing recorded (over the rate, or nothing can be recorded)."
+        self._refusals = RefusalBudget(refusals_per_s)
+        "Refused INVITEs that become recorded (refused) calls, per second; None: all of them."
         self.dialogs: dict[DialogKey, Dialog] = {}
         self._token = token
         self._tx = Transactions()
@@ -222,6 +235,13 @@ class SipCore:
             # connection or after a failover): the same dialog answered as before, never a second call.
             sends.append(Send(cached or response_to(msg, 100, REASONS[100]).to_bytes(), conn, addr))
             return
+        full = self.max_calls is not None and self._active >= self.max_calls
+        if not self.can_record or ((full or not self.accepting) and not self._refusals.take(now)):
+            self.refused_quietly += 1
+            resp = self._response_for(msg, 503, tag=self._token(6), transport=transport)
+            resp.add("Retry-After", str(self.retry_after_s))
+            sends.append(Send(resp.to_bytes(), conn, addr))
+            return
         dialog = Dialog(
             call_id=msg.call_id,
             local_tag=self._token(6),
@@ -242,7 +262,7 @@ class SipCore:
         self._invites[(msg.call_id, msg.branch)] = dialog
         self._invites[(msg.call_id, f"{dialog.remote_tag}:{dialog.remote_cseq}")] = dialog
         self._send_response(msg, response_to(msg, 100, REASONS[100]), conn, addr, now, sends)
-        if not self.accepting or (self.max_calls is not None and self._active >= self.max_calls):
+        if not self.accepting or full:
             retry = (("Retry-After", str(self.retry_after_s)),)
             sends.extend(self.respond(dialog, 503, now=now, headers=retry))
             events.append(InviteRefused(dialog, msg, 503, "over capacity" if self.accepting else "shutdown"))

@@ -28,6 +28,17 @@ class SipSettings:
     tls_key_file: Path | None = setting(None, "PEM private key for SIP over TLS")
     answer_delay_s: float = setting(0.0, "ring (180) this long before answering (0: answer at once)")
     reorder_depth: int = setting(8, "RTP packets held waiting for a missing one before it counts as lost")
+    rtp_source: str = setting(
+        "strict",
+        "RTP source check: strict (only the SDP's host; latch when its address cannot be the source, "
+        "e.g. NAT), latch (the first source that sends), any (no check)",
+    )
+    rtp_relatch_s: float = setting(
+        0.5, "another source of the peer may take a stream once its sender was quiet this long (media server switch)"
+    )
+    refused_vcons_per_s: float = setting(
+        5.0, "refused INVITEs (503) recorded as incomplete vCons per second, bursts of 10x; past it only counted"
+    )
 
     def __post_init__(self) -> None:
         split_hostport(self.listen, "sip.listen")

@@ -29,7 +29,7 @@ REASONS = {
     415: "Unsupported Media Type", 420: "Bad Extension", 480: "Temporarily Unavailable",
     481: "Call/Transaction Does Not Exist", 487: "Request Terminated", 488: "Not Acceptable Here",
     491: "Request Pending", 500: "Server Internal Error", 501: "Not Implemented", 503: "Service Unavailable",
-    513: "Message Too Large",
+    513: "Message Too Large", 603: "Decline",
 }  # fmt: skip
 
 TransactionKey = tuple[str, str, str]

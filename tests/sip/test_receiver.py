@@ -144,7 +144,7 @@ def test_srtp_is_unprotected_and_forgeries_dropped() -> None:
     assert not receiver.receive(bytes(forged), PEER, 0.1)
     receiver.close()
     assert np.array_equal(placed(drain(receiver)), decode_ulaw(b"".join(payloads)))
-    assert receiver.stats.dropped == 1
+    assert (receiver.stats.srtp_failed, receiver.stats.dropped) == (1, 0), "SRTP failures are counted apart"
 
 
 def test_codec_change_that_would_change_the_sample_rate_is_refused() -> None:
@@ -231,3 +231,90 @@ def test_reorder_buffer_matches_its_rules(start: int, steps: list[int], depth: i
         assert buffer.push(seq, seq) == model.push(seq)
     assert buffer.flush() == model.flush()
     assert (buffer.lost, buffer.late, buffer.duplicates) == (model.lost, model.late, model.duplicates)
+
+
+# -- held-up packets: a stall of the sender or of this process, against a sender that paused ------
+
+
+def feed(receiver: RtpReceiver, payloads: list[bytes], arrivals: list[float], *, ts_from: int = 0) -> None:
+    for i, (payload, at) in enumerate(zip(payloads, arrivals, strict=True)):
+        receiver.receive(build_rtp(0, i, ts_from + 160 * i, 7, payload), PEER, at)
+
+
+def test_packets_held_up_by_a_stall_keep_their_timestamps() -> None:
+    """1.5 s of packets wait in the socket while the process is stalled (or the sender
+    sends its backlog late), then come at once: they stay where their timestamps put them."""
+    payloads = tone(200)
+    arrivals = [i * 0.02 for i in range(50)] + [2.5 + i * 0.0001 for i in range(75)]
+    arrivals += [arrivals[-1] + (i + 1) * 0.02 for i in range(75)]
+    receiver = RtpReceiver(PCMU)
+    feed(receiver, payloads, arrivals)
+    receiver.close()
+    assert np.array_equal(placed(drain(receiver)), decode_ulaw(b"".join(payloads)))
+    assert receiver.stats.reanchors == 0
+
+
+def test_a_stall_just_before_the_end_keeps_the_last_packets_in_place() -> None:
+    """The backlog is read at close (the BYE came first): still a burst, kept in place."""
+    payloads = tone(80)
+    arrivals = [i * 0.02 for i in range(60)] + [3.0 + i * 0.0001 for i in range(20)]
+    receiver = RtpReceiver(PCMU)
+    feed(receiver, payloads, arrivals)
+    receiver.close()
+    assert np.array_equal(placed(drain(receiver)), decode_ulaw(b"".join(payloads)))
+
+
+def test_a_sender_that_paused_its_clock_is_placed_on_the_arrival_clock() -> None:
+    """Hold without advancing the timestamps: 3 s of silence, then the normal pace again."""
+    payloads = tone(100)
+    arrivals = [i * 0.02 for i in range(50)] + [4.0 + i * 0.02 for i in range(50)]
+    receiver = RtpReceiver(PCMU)
+    feed(receiver, payloads, arrivals)
+    receiver.close()
+    audio = placed(drain(receiver))
+    coded = decode_ulaw(b"".join(payloads))
+    assert np.array_equal(audio[:8000], coded[:8000])
+    assert not audio[8000:32000].any(), "the pause is silence"
+    assert np.array_equal(audio[32000:40000], coded[8000:])
+    assert receiver.stats.reanchors == 1
+
+
+def test_a_held_key_press_neither_repeats_nor_moves_the_audio() -> None:
+    """RFC 4733 packets carry the key-down timestamp, behind the audio for as long as the key is held."""
+    receiver = RtpReceiver(PCMU, DTMF)
+    seq = 0
+    for i in range(150):  # 3 s of audio; the key goes down at 1 s and is held 1.5 s
+        receiver.receive(build_rtp(0, seq, 160 * i, 7, b"\xff" * 160), PEER, i * 0.02)
+        seq += 1
+        if 50 <= i < 125 and i % 5 == 0:
+            end = i >= 120
+            body = bytes([5, (0x80 if end else 0) | 10]) + ((i - 50) * 160 + 160).to_bytes(2, "big")
+            receiver.receive(build_rtp(101, seq, 8000, 7, body), PEER, i * 0.02 + 0.001)
+            seq += 1
+    receiver.close()
+    events = drain(receiver)
+    (press,) = [e for e in events if isinstance(e, KeyPressed)]
+    assert press.digit == "5" and press.at == pytest.approx(1.0) and press.duration_s == pytest.approx(1.42)
+    assert receiver.stats.reanchors == 0 and len(placed(events)) == 150 * 160
+
+
+def test_a_codec_change_of_clock_rate_goes_on_where_the_stream_is() -> None:
+    opus = Codec(111, "OPUS", 48000, 2)
+    receiver = RtpReceiver(G722)
+    for i in range(50):
+        receiver.receive(build_rtp(9, i, 160 * i, 7, bytes(160)), PEER, i * 0.02)
+    assert receiver.set_codecs(opus, None), "both decode at 16 kHz"
+    receiver.receive(build_rtp(111, 50, 123456, 7, bytes([0xF8, 0xFF, 0xFE])), PEER, 1.0)
+    receiver.close()
+    audio = [e for e in drain(receiver) if isinstance(e, AudioReceived)]
+    assert audio[-1].position == 16000, "1 s into the stream, not back at 0"
+
+
+def test_batch_size_can_change_on_the_fly() -> None:
+    receiver = RtpReceiver(PCMU, batch_packets=25)
+    for i in range(3):
+        receiver.receive(build_rtp(0, i, 160 * i, 7, b"\xff" * 160), PEER, i * 0.02)
+    assert receiver.next_event() is None
+    receiver.batch_packets = 1  # someone listens live: what waits is decoded at once
+    assert [e.position for e in drain(receiver) if isinstance(e, AudioReceived)] == [0]
+    assert receiver.batch_packets == 1
