@@ -122,6 +122,12 @@ class SipMessage:
                 out.extend([value] if name in _SINGLE else split_commas(value))
         return out
 
+    def get_line(self, name: str) -> str | None:
+        """The first value of a header exactly as received, never split on commas (a PBX's
+        ``X-`` header carrying a name like ``O'Brien, Pat``)."""
+        name = canonical(name)
+        return next((value for key, value in self.headers if key == name), None)
+
     def tokens(self, name: str) -> set[str]:
         """Option tags or methods of a list header (Require, Supported, Allow), lower-cased."""
         return {v.strip().lower() for v in self.get_all(name) if v.strip()}
@@ -148,7 +154,7 @@ class SipMessage:
     def cseq(self) -> tuple[int, str]:
         """(number, method); RemoteProtocolError if missing or malformed."""
         raw = (self.get("CSeq") or "").split()
-        if len(raw) != 2 or not raw[0].isdigit() or len(raw[0]) > 10:
+        if len(raw) != 2 or not (raw[0].isascii() and raw[0].isdigit()) or len(raw[0]) > 10:
             raise RemoteProtocolError(f"bad CSeq {self.get('CSeq')!r}")
         return int(raw[0]), raw[1].upper()
 
@@ -199,7 +205,7 @@ def parse_message(data: bytes, *, datagram: bool = False) -> SipMessage:
     msg.headers = list(_headers(lines[1:], data))
     length = msg.get("Content-Length")
     if length is not None:
-        if not length.strip().isdigit():
+        if not (length.strip().isascii() and length.strip().isdigit()):
             raise RemoteProtocolError(f"bad Content-Length {length!r}", excerpt=data)
         n = int(length)
         if n > len(body) and not datagram:
@@ -329,7 +335,7 @@ def uri_hostport(uri: str) -> tuple[str, int]:
         port = tail.lstrip(":")
     else:
         host, _, port = rest.partition(":")
-    return host, int(port) if port.isdigit() else 5060
+    return host, int(port) if port.isascii() and port.isdigit() else 5060
 
 
 def response_to(request: SipMessage, status: int, reason: str, *, to_tag: str | None = None) -> SipMessage:
@@ -346,3 +352,19 @@ def response_to(request: SipMessage, status: int, reason: str, *, to_tag: str | 
     resp.add("Call-ID", request.call_id)
     resp.add("CSeq", request.get("CSeq") or "")
     return resp
+
+
+def dtmf_relay(msg: SipMessage) -> tuple[str, float] | None:
+    """The key of an INFO ``application/dtmf-relay`` (``Signal=5``, ``Duration=160`` in ms) and
+    its duration in seconds; None for any other INFO."""
+    if (msg.get("Content-Type") or "").split(";")[0].strip().lower() != "application/dtmf-relay":
+        return None
+    values = {}
+    for line in msg.body.decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition("=")
+        values[key.strip().lower()] = value.strip()
+    digit = values.get("signal", "").upper()
+    if len(digit) != 1 or digit not in "0123456789*#ABCD":
+        return None
+    duration = values.get("duration", "")
+    return digit, float(duration) / 1000 if duration.isascii() and duration.isdigit() else 0.0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from adapters.sip.message import SipMessage, parse_name_addr, split_commas
+from adapters.sip.message import SipMessage, parse_name_addr, split_commas, uri_hostport
 from adapters.sip.metadata import Participant
 from capture.errors import RemoteProtocolError
 
@@ -122,3 +122,32 @@ def participant_fields(p: Participant) -> dict[str, Any]:
     if p.role:
         fields["role"] = p.role
     return fields
+
+
+def plain_parties(invite: SipMessage) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Caller and callee of a call dialled to the recorder, with the sip-signaling details
+    (the caller's Contact, User-Agent and display name as SIP claimed them)."""
+    caller = caller_fields(invite)
+    contact = invite.get("Contact")
+    try:
+        caller["sip_contact"] = parse_name_addr(contact).uri.split(";", 1)[0] if contact else None
+        display = parse_name_addr(invite.get("From") or "").display
+        callee_display = parse_name_addr(invite.get("To") or "").display
+    except RemoteProtocolError:
+        display = callee_display = None
+    caller.update(sip_user_agent=invite.get("User-Agent"), sip_display_name=display)
+    callee = callee_fields(invite)
+    callee["sip_display_name"] = callee_display
+    return {k: v for k, v in caller.items() if v}, {k: v for k, v in callee.items() if v}
+
+
+def domain_of(invite: SipMessage, own_hosts: frozenset[str]) -> str | None:
+    """The PBX's / SRC's SIP domain: the request URI's host, else To's, else From's, never ours."""
+    for uri in (invite.uri, invite.get("To"), invite.get("From")):
+        try:
+            host = uri_hostport(parse_name_addr(uri).uri)[0] if uri else ""
+        except RemoteProtocolError:
+            continue
+        if host and host not in own_hosts and not host.startswith("127."):
+            return host
+    return None

@@ -96,9 +96,9 @@ def _media(value: str, data: bytes) -> MediaDescription:
     if len(parts) < 4:
         raise RemoteProtocolError(f"bad SDP m= line {value[:60]!r}", excerpt=data)
     port = parts[1].split("/", 1)[0]
-    if not port.isdigit() or int(port) > 65535:
+    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise RemoteProtocolError(f"bad SDP port {parts[1][:20]!r}", excerpt=data)
-    formats = [int(f) for f in parts[3:] if f.isdigit() and int(f) < 128]
+    formats = [int(f) for f in parts[3:] if f.isascii() and f.isdigit() and int(f) < 128]
     return MediaDescription(parts[0], int(port), parts[2], formats)
 
 
@@ -117,7 +117,7 @@ def _attribute(session: SessionDescription, m: MediaDescription | None, value: s
             m.codecs[codec.payload_type] = codec
     elif name == "fmtp":
         pt, _, params = arg.strip().partition(" ")
-        if pt.isdigit() and params.strip():
+        if pt.isascii() and pt.isdigit() and params.strip():
             m.fmtp[int(pt)] = params.strip()
     elif name == "label":
         m.label = arg.strip()
@@ -134,9 +134,9 @@ def _rtpmap(arg: str) -> Codec | None:
     pt, _, spec = arg.strip().partition(" ")
     pieces = spec.strip().split("/")
     rate = re.match(r"[0-9]+", pieces[1].strip()) if len(pieces) >= 2 else None
-    if not pt.isdigit() or int(pt) > 127 or not pieces[0].strip() or rate is None:
+    if not (pt.isascii() and pt.isdigit()) or int(pt) > 127 or not pieces[0].strip() or rate is None:
         return None
-    channels = int(pieces[2]) if len(pieces) > 2 and pieces[2].strip().isdigit() else 1
+    channels = int(pieces[2]) if len(pieces) > 2 and pieces[2].strip().isascii() and pieces[2].strip().isdigit() else 1
     return Codec(int(pt), pieces[0].strip().upper(), int(rate.group(0)), max(channels, 1))
 
 

@@ -107,6 +107,26 @@ class SessionParties:
     def communication_session_id(self) -> str | None:
         return self.metadata.communication_session_id if self.metadata else None
 
+    @property
+    def silent(self) -> bool:
+        """The metadata has streams and participants but says nobody sends any of them (every
+        association emptied): mid-call, the SRC paused the recording."""
+        meta = self.metadata
+        present = [p for p in meta.participants.values() if not p.left] if meta is not None else []
+        return bool(meta and meta.streams and present) and not any(p.sends for p in present)
+
+    def record(self, continues: dict[str, str] | None) -> dict[str, Any]:
+        """What ties the recording session to the call it recorded, to that call's other forks and to
+        the session it continues (the ``siprec-session`` attachment). Data only: how the metadata
+        was read (repairs, guesses, fallbacks) is in :attr:`notes`, for capture_notes."""
+        meta = self.metadata
+        body: dict[str, Any] = {"communication_session_id": self.communication_session_id}
+        if meta is not None:
+            body.update(metadata_session_id=meta.session_id, group_id=meta.group_id, dialect=meta.dialect,
+                        sip_session_ids=meta.sip_session_ids or None, vendor_ids=meta.vendor_ids or None)  # fmt: skip
+        body["continues"] = continues
+        return {k: v for k, v in body.items() if v is not None}
+
     def _note(self, changes: PartyChanges, note: str) -> None:
         if note not in self.notes:
             self.notes.append(note)

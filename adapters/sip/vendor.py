@@ -225,7 +225,7 @@ def same_party(a: str | None, b: str | None) -> bool:
     if ua == ub:
         return True
     da, db = _DIGITS.sub("", ua).lstrip("+").lstrip("0"), _DIGITS.sub("", ub).lstrip("+").lstrip("0")
-    if not (da.isdigit() and db.isdigit()):
+    if not (da.isascii() and da.isdigit() and db.isascii() and db.isdigit()):
         return False
     short, long_ = sorted((da, db), key=len)
     return len(short) >= 6 and long_.endswith(short)

@@ -74,6 +74,8 @@ def test_helpers() -> None:
         INVITE.replace(b"CSeq: 7 INVITE", b"CSeq: 7 BYE"),
         INVITE.replace(b"l: 4", b"l: 400"),
         INVITE.replace(b"l: 4", b"l: -1"),
+        INVITE.replace(b"l: 4", "l: \u00b2".encode()),  # a Unicode digit is not a length (hypothesis found it)
+        INVITE.replace(b"CSeq: 7", "CSeq: \u0667".encode()),
         b"SIP/2.0 999 Nope\r\n\r\n",
         b"x" * 70000,
     ],

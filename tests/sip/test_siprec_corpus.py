@@ -14,20 +14,9 @@ from typing import Any
 import pytest
 
 from .corpus import sessions
-from .corpus.replay import Outcome, Recorder, cdr_call_id, play, run
+from .corpus.replay import Outcome, Recorder, capture_notes, cdr_call_id, play, run
 
 REPLAYABLE = sessions(replayable=True)
-ONE_CHANNEL_PER_PARTY = {
-    "broadworks_2": "one mixed stream of two parties",
-    "synthetic_broadworks_update": "one mixed stream of three parties",
-    "synthetic_metaswitch_mixed": "one mixed stream of two parties",
-    "oracle_4": "one party sends two streams",
-    "oracle_5": "one party sends two streams",
-}
-"""Sessions the core cannot yet record right: a recording channel is one party's (capture
-open_recording takes one party per stream, and mixdown sums a party's streams into one channel).
-The adapter attributes them right (tests/sip/test_siprec_metadata.py); strict xfail flags the day
-the core can keep them."""
 
 _RESULTS: dict[str, dict[str, Outcome]] = {}
 
@@ -42,11 +31,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Ou
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(s.name, marks=pytest.mark.xfail(reason=ONE_CHANNEL_PER_PARTY[s.name], strict=True))
-     if s.name in ONE_CHANNEL_PER_PARTY else s.name for s in REPLAYABLE],
-)  # fmt: skip
+@pytest.mark.parametrize("name", [s.name for s in REPLAYABLE])
 def test_corpus_session_recorded_right(replayed: dict[str, dict[str, Outcome]], name: str, transport: str) -> None:
     outcome = replayed[name][transport]
     assert outcome.status == 200, outcome.line()
@@ -54,12 +39,26 @@ def test_corpus_session_recorded_right(replayed: dict[str, dict[str, Outcome]], 
     assert outcome.audio_ok, outcome.line()
 
 
-@pytest.mark.parametrize("name", sorted(ONE_CHANNEL_PER_PARTY))
-def test_sessions_the_core_cannot_split_are_still_accepted_with_their_parties(
+@pytest.mark.parametrize(("name", "heard"), [("broadworks_2", [0, 1]), ("synthetic_metaswitch_mixed", [0, 1]),
+                                             ("synthetic_broadworks_update", [0, 1, 2])])  # fmt: skip
+def test_a_mixed_stream_is_one_channel_listing_everyone_heard(
+    replayed: dict[str, dict[str, Outcome]], name: str, heard: list[int]
+) -> None:
+    """BroadWorks and Metaswitch mixed mode: one stream every participant sends, one channel."""
+    for outcome in replayed[name].values():
+        assert outcome.right, outcome.line()
+        (dialog,) = [d for d in outcome.vcon["dialog"] if d["type"] == "recording"]
+        assert sorted(dialog["parties"]) == heard
+
+
+@pytest.mark.parametrize("name", ["oracle_4", "oracle_5"])
+def test_a_party_sending_two_streams_at_once_gets_a_channel_for_each(
     replayed: dict[str, dict[str, Outcome]], name: str
 ) -> None:
     for outcome in replayed[name].values():
-        assert outcome.status == 200 and outcome.parties_ok, outcome.line()
+        assert outcome.right, outcome.line()
+        (dialog,) = [d for d in outcome.vcon["dialog"] if d["type"] == "recording"]
+        assert dialog["parties"] == [0, 0], "the first participant sends both active m-lines"
 
 
 def _siprec_session(vcon: dict[str, Any]) -> dict[str, Any]:
@@ -76,7 +75,9 @@ def test_notes_explain_guesses_repairs_and_fallbacks(tmp_path: Path) -> None:
         vcons = {cdr_call_id(v): v for v in recorder.vcons(len(chosen))}
     finally:
         recorder.stop()
-    notes = {o.session.name: _siprec_session(vcons[o.call_id]).get("notes", []) for o in outcomes}
+    notes = {o.session.name: capture_notes(vcons[o.call_id]).get("siprec_metadata", []) for o in outcomes}
+    for vcon in vcons.values():
+        assert "notes" not in _siprec_session(vcon), "the siprec-session attachment is data; notes are capture_notes"
     assert any("paired by order" in n for n in notes["opensips_1"]), notes["opensips_1"]
     assert any("not well-formed, repaired" in n for n in notes["oracle_4"]), notes["oracle_4"]
     assert any("names no participant; parties from the SIP headers" in n for n in notes["broadworks_1"])

@@ -248,6 +248,8 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
     parties_ok: bool = False
     audio_ok: bool = False
+    vcon: dict[str, Any] = field(default_factory=dict)
+    "The session's vCon (empty if none came)."
 
     @property
     def right(self) -> bool:
@@ -370,15 +372,31 @@ def _matches(party: dict[str, Any], want: dict[str, str]) -> bool:
     return True
 
 
+def capture_notes(vcon: dict[str, Any]) -> dict[str, Any]:
+    for att in vcon.get("attachments", []):
+        if att.get("purpose") == "capture_notes":
+            return att["body"] if isinstance(att["body"], dict) else json.loads(att["body"])
+    return {}
+
+
 def _channels(vcon: dict[str, Any]) -> list[tuple[set[int], np.ndarray]]:
+    """(parties heard, samples) per channel of every recording: a channel of a mixed stream lists
+    everyone heard (a mono file's ``parties``, or the exact map in capture_notes.channel_parties)."""
     out = []
-    for dialog in vcon.get("dialog", []):
+    mapped = capture_notes(vcon).get("channel_parties", {})
+    for n, dialog in enumerate(vcon.get("dialog", [])):
         if dialog.get("type") != "recording" or "body" not in dialog:
             continue
         data, _ = read_audio(base64.urlsafe_b64decode(dialog["body"] + "=" * (-len(dialog["body"]) % 4)), 8000)
         parties = dialog["parties"] if isinstance(dialog["parties"], list) else [dialog["parties"]]
-        for i, p in enumerate(parties[: data.shape[1]]):
-            out.append(({p} if isinstance(p, int) else set(p), data[:, i]))
+        if str(n) in mapped:
+            heard = [set(ch) for ch in mapped[str(n)]]
+        elif data.shape[1] == 1:
+            heard = [set(parties)]
+        else:
+            heard = [{p} if isinstance(p, int) else set(p) for p in parties]
+        for i, ps in enumerate(heard[: data.shape[1]]):
+            out.append((ps, data[:, i]))
     return out
 
 
@@ -464,8 +482,10 @@ def run(selected: list[Session], transport: str, tmp: Path, root: Path = TESTS.p
         vcon = vcons.get(outcome.call_id)
         if vcon is None:
             outcome.errors.append("no vCon")
-        elif outcome.status == 200:
-            check(outcome, vcon)
+        else:
+            outcome.vcon = vcon
+            if outcome.status == 200:
+                check(outcome, vcon)
     return sorted(outcomes, key=lambda o: o.session.name)
 
 
