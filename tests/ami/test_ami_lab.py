@@ -39,9 +39,14 @@ def run_scene(
     lab = LabServer(script, monitor, **server)  # type: ignore[arg-type]
     with _threaded(lab) as port:
         proc = run_cli(tmp, port, *LAB_FLAGS, *flags)
-        wait_for_vcons(proc, tmp / "out", count, timeout=60)
-        time.sleep(0.3)  # a duplicate would land now
-        stop(proc)
+        try:
+            wait_for_vcons(proc, tmp / "out", count, timeout=60)
+            time.sleep(0.3)  # a duplicate would land now
+            stop(proc)
+        finally:
+            if proc.poll() is None:  # nothing left running when the test fails
+                proc.kill()
+                proc.wait(10)
     vcons = load_vcons(tmp / "out")
     assert len(vcons) == count, "exactly one vCon per call"
     return by_linkedid(vcons), lab
@@ -305,18 +310,25 @@ def test_recorder_sigkilled_mid_call_gives_one_vcon_one_mixmonitor(tmp_path: Pat
     monitor = tmp_path / "monitor"
     monitor.mkdir()
     lab = LabServer(script, monitor, speed=2.0, hold={hangup_request: 2})
+    started = []
     with _threaded(lab) as port:
-        first = run_cli(tmp_path, port, *LAB_FLAGS)
-        deadline = time.monotonic() + 30
-        while not (lab.monitors and lab.monitors[0].written > 2 * RATE):
-            assert time.monotonic() < deadline and first.poll() is None
-            time.sleep(0.05)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-        second = run_cli(tmp_path, port, *LAB_FLAGS)
-        wait_for_vcons(second, tmp_path / "out", 1, timeout=60)
-        time.sleep(0.3)
-        err = stop(second)
+        try:
+            started.append(first := run_cli(tmp_path, port, *LAB_FLAGS))
+            deadline = time.monotonic() + 30
+            while not (lab.monitors and lab.monitors[0].written > 2 * RATE):
+                assert time.monotonic() < deadline and first.poll() is None
+                time.sleep(0.05)
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            started.append(second := run_cli(tmp_path, port, *LAB_FLAGS))
+            wait_for_vcons(second, tmp_path / "out", 1, timeout=60)
+            time.sleep(0.3)
+            err = stop(second)
+        finally:
+            for proc in started:  # nothing left running when the test fails
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(10)
     (v,) = load_vcons(tmp_path / "out")
     assert "ami.call_resumed" in err
     assert [n for n, _ in lab.actions].count("MixMonitor") == 1, "never a second MixMonitor on the file"
