@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import cast
 
+from capture.errors import MediaError
 from capture.media.codecs import Codec
 from capture.media.receiver import AudioReceived, ReceiverStats, RtpReceiver
 from capture.media.srtp import SrtpReceiver
@@ -60,6 +61,8 @@ class RtpStream:
         self._open = open_recording
         self._wall_time = wall_time
         self._on_dtmf = on_dtmf
+        self.refused_audio = 0
+        "Decoded runs the recording refused to place (each logged once per stream)."
         self._epoch: tuple[float, datetime] | None = None
         "(monotonic, wall clock) of one instant: maps the receiver's times to wall-clock times."
 
@@ -82,7 +85,13 @@ class RtpStream:
                 if self.recording is None:
                     self.recording = self._open(self.call_id, self.stream_id, self.party, event.sample_rate)
                 at = self._wall(event.anchor + event.position / event.sample_rate)
-                self.recording.write_at(event.position, event.pcm, at=at)
+                try:
+                    self.recording.write_at(event.position, event.pcm, at=at)
+                except MediaError as exc:  # a position the recording refuses (a gap of hours): that audio only
+                    self.refused_audio += 1
+                    if self.refused_audio == 1:
+                        log.warning("sip.audio_refused", extra={"call_id": self.call_id, "stream_id": self.stream_id,
+                                                                "error": str(exc)})  # fmt: skip
             else:
                 self._on_dtmf(self, event.digit, self._wall(event.at), event.duration_s)
 

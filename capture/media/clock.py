@@ -55,14 +55,16 @@ class RtpClock(Generic[T]):
 
     def position(self, ssrc: int, timestamp: int, now: float, *, trust: bool = False) -> int:
         """Position of a packet's first sample; ``now`` is its arrival (monotonic seconds).
-        ``trust``: keep the timestamp even if it disagrees with the arrival (same SSRC only)."""
+        ``trust``: keep a timestamp that is behind the arrival (a packet held up on the way;
+        same SSRC, never one that goes back or leaps ahead)."""
         if self._ssrc is None:
             start = max(round((now - self._anchor) * self.clock_rate), 0) if self._anchor is not None else 0
             self._ssrc, self._last_ts, self._last_wall, self._last_pos = ssrc, timestamp, now, start
             return start
         delta = _unwrap(timestamp - self._last_ts)
         expected = round((now - self._last_wall) * self.clock_rate)
-        if ssrc != self._ssrc or (abs(delta - expected) > self.max_drift and not trust):
+        off = delta - expected
+        if ssrc != self._ssrc or off > self.max_drift or (off < -self.max_drift and not (trust and delta >= 0)):
             self.reanchors += 1
             self._ssrc = ssrc
             delta = max(expected, 0)

@@ -16,10 +16,16 @@ import signal
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from audiocheck import read_audio, voice_like, window_ncc, write_wav
+from fakecapture import FakeCapture
+
+from adapters.sip.rtp import RtpStream
+from capture.media.codecs import Codec
+from capture.media.rtp import build_rtp
 
 from .harness import Recorder, free_port, g711_frames, recording_channels, write_rtp_pcap
 from .scenarios import ack, bye, invite, play, scenario, sdp
@@ -113,3 +119,22 @@ def test_recorder_stalled_during_a_baresip_g722_srtp_call(tmp_path: Path) -> Non
         recorder.stop()
     reference, _ = read_audio(wav, 16000)
     check(vcon, reference[:, 0], 3.0)
+
+
+def test_audio_the_recording_refuses_costs_that_audio_never_the_call(tmp_path: Path) -> None:
+    """A call back from over an hour on hold: the recording refuses a gap that long (its rule);
+    that run is dropped and logged, the stream goes on and closes (before: an exception in the
+    socket's callback at every packet and at the BYE, the call never ended)."""
+    capture = FakeCapture(tmp_path)
+    stream = RtpStream(call_id="c", stream_id="caller-m0", party="caller", codec=Codec(0, "PCMU", 8000), event=None,
+                       open_recording=capture.open_recording, wall_time=lambda _: datetime(2026, 1, 1, tzinfo=UTC),
+                       on_dtmf=lambda *_: None)  # fmt: skip
+    stream.receiver.batch_packets = 1
+    for i in range(50):
+        stream.receiver.receive(build_rtp(0, i, 160 * i, 7, b"\xff" * 160), ("127.0.0.1", 4000), i * 0.02)
+        stream.write()
+    stream.receiver.receive(build_rtp(0, 50, 8000, 7, b"\xff" * 160), ("127.0.0.1", 4000), 3700.0)
+    stream.write()
+    stream.close(datetime(2026, 1, 1, 1, 2, tzinfo=UTC))
+    assert stream.refused_audio == 1 and stream.recording is not None
+    assert stream.recording.duration_s == 1.0 and stream.recording.settled, "the first second kept, the file closed"

@@ -318,3 +318,15 @@ def test_batch_size_can_change_on_the_fly() -> None:
     receiver.batch_packets = 1  # someone listens live: what waits is decoded at once
     assert [e.position for e in drain(receiver) if isinstance(e, AudioReceived)] == [0]
     assert receiver.batch_packets == 1
+
+
+def test_random_timestamps_from_the_sender_never_place_audio_far_from_its_arrival() -> None:
+    """Garbage timestamps look like a held-up burst; trusting them would leave gaps of hours."""
+    rng = np.random.default_rng(5)
+    receiver = RtpReceiver(PCMU)
+    feed(receiver, tone(50), [i * 0.02 for i in range(50)])
+    for i in range(500):
+        ts = int(rng.integers(0, 1 << 32))
+        receiver.receive(build_rtp(0, 50 + i, ts, 7, b"\xff" * 160), PEER, 1.0 + i * 0.002)
+    audio = placed([*drain(receiver), *(receiver.close() or drain(receiver))])
+    assert len(audio) < 3 * 8000, len(audio) / 8000
