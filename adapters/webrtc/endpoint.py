@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 ROOM = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 SESSION_PATH = "/whip/session/"
+RETRY_AFTER_S = 5
+"Retry-After of a 503 (at capacity, shutting down, disk low)."
+BUSY_LOG_EVERY_S = 60.0
+"Refused POSTs are logged once a minute, however many there are."
 REMEMBERED_VCONS = 10000
 "How many finished rooms' vCons GET /vcons/{uuid} will serve."
 
@@ -58,6 +62,9 @@ class WhipEndpoint:
         self.rooms = Rooms(capture, linger_s=settings.linger_s, on_call_started=self._remember_vcon)
         self.stopping = False
         self._vcons: OrderedDict[str, None] = OrderedDict()
+        self._refused = 0
+        "POSTs refused with 503 since the last log line about them."
+        self._refused_logged_at: float | None = None
         self._page = (files("adapters.webrtc") / "static" / "index.html").read_bytes()
 
     def app(self) -> web.Application:
@@ -108,8 +115,12 @@ class WhipEndpoint:
         return web.Response(status=204, headers=headers)
 
     async def post(self, request: web.Request) -> web.Response:
+        # Admission first, before the body is read: a flood of POSTs past the limit costs a
+        # 503 each and one log line a minute.
         if self.stopping or not self.capture.accepting:
-            raise RemoteProtocolError("shutting down, not taking new sessions", status_hint=503)
+            return self._busy("shutting down or disk low, not taking new sessions")
+        if len(self.sessions) >= self.settings.max_sessions:
+            return self._busy("at capacity, try again later")
         token_identity = self.tokens.identity(request.headers.get("Authorization"))
         room = request.match_info["room"]
         if not ROOM.fullmatch(room):
@@ -120,8 +131,8 @@ class WhipEndpoint:
             raise RemoteProtocolError(f"offer larger than {cap} bytes", status_hint=413)
         offer = check_offer(await request.read(), cap)
         identity = token_identity.filled_from(identity_from(request.query, "query parameter"))
-        if len(self.sessions) >= self.settings.max_sessions:
-            raise RemoteProtocolError("at capacity, try again later", status_hint=503)
+        if len(self.sessions) >= self.settings.max_sessions:  # taken while the offer was read
+            return self._busy("at capacity, try again later")
         if self.rooms.participants(room) >= self.settings.max_participants:
             raise RemoteProtocolError(f"room {room} is full", status_hint=403)
 
@@ -157,6 +168,16 @@ class WhipEndpoint:
         with call_scope(self.capture.vcon_uuid(call_id)):
             log.info("webrtc.participant_joined", extra={"call_id": call_id, "party": sid, "room": room})
         return response
+
+    def _busy(self, reason: str) -> web.Response:
+        """503 with Retry-After; logged once a minute with how many were refused since."""
+        self._refused += 1
+        now = self.capture.monotonic()
+        if self._refused_logged_at is None or now - self._refused_logged_at >= BUSY_LOG_EVERY_S:
+            log.warning("webrtc.sessions_refused", extra={"reason": reason, "count": self._refused,
+                                                          "sessions": len(self.sessions)})  # fmt: skip
+            self._refused, self._refused_logged_at = 0, now
+        return web.Response(status=503, text=f"{reason}\n", headers={"Retry-After": str(RETRY_AFTER_S)})
 
     async def delete(self, request: web.Request) -> web.Response:
         self.tokens.identity(request.headers.get("Authorization"))
