@@ -160,6 +160,8 @@ class Fork:
         if self.is_report:
             fields.update(pbx_disposition=self.get("disposition"), pbx_sip_status=self.get("sip-status"),
                           notification=True)  # fmt: skip
+            if (self.get("disposition") or "").lower() == ANSWERED:
+                fields["disposition"] = ANSWERED  # known answered, if not when: no answer time is made up
         return {k: v for k, v in fields.items() if v is not None}
 
     def ended_by(self, bye: dict[str, str]) -> str | None:

@@ -313,14 +313,30 @@ def params_of(value: str) -> dict[str, str]:
 
 
 def parse_name_addr(value: str) -> NameAddr:
+    """A name-addr or addr-spec; a quoted display name may hold anything (``<``, ``,``, ``;``) and
+    its quoted-pairs (``\\"``) are undone: ``"\\"Big\\" Tom" <sip:2000@pbx>`` is ``"Big" Tom``."""
     value = value.strip()
     display: str | None = None
-    if "<" in value:
-        before, _, rest = value.partition("<")
-        uri, close, after = rest.partition(">")
+    rest = value
+    if value.startswith('"'):
+        chars, i = [], 1
+        while i < len(value) and value[i] != '"':
+            if value[i] == "\\" and i + 1 < len(value):
+                i += 1
+            chars.append(value[i])
+            i += 1
+        if i >= len(value):
+            raise RemoteProtocolError(f"unclosed quote in {value[:80]!r}")
+        display, rest = "".join(chars).strip() or None, value[i + 1 :]
+        if "<" not in rest:
+            raise RemoteProtocolError(f"quoted display name without <uri> in {value[:80]!r}")
+    if "<" in rest:
+        before, _, inner = rest.partition("<")
+        uri, close, after = inner.partition(">")
         if not close:
             raise RemoteProtocolError(f"unclosed < in {value[:80]!r}")
-        display = before.strip().strip('"').strip() or None
+        if display is None:
+            display = before.strip().strip('"').strip() or None
         return NameAddr(display, uri.strip(), params_of(after))
     uri, _, after = value.partition(";")
     return NameAddr(None, uri.strip(), params_of(";" + after))

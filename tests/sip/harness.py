@@ -102,6 +102,8 @@ def recording_channels(vcon: dict[str, Any]) -> tuple[dict[int, np.ndarray], int
     dialog = dialogs[0]
     data, rate = read_audio(base64.urlsafe_b64decode(dialog["body"] + "=" * (-len(dialog["body"]) % 4)))
     parties = dialog["parties"] if isinstance(dialog["parties"], list) else [dialog["parties"]]
+    if data.shape[1] == 1:  # one channel holding everyone listed (a mixed stream): under the first
+        return {parties[0]: data[:, 0]}, rate, dialog
     return {p if isinstance(p, int) else p[0]: data[:, i] for i, p in enumerate(parties)}, rate, dialog
 
 
