@@ -130,6 +130,9 @@ class MediaRecorded(CaptureEvent):
     duration_s: float
     channels: tuple[tuple[str, ...], ...]
     mediatype: str = "audio/x-wav"
+    stream: bool = False
+    """True for a stream the core recorded (mono, timestamp-true): it is mixed with the call's other
+    streams. False for a file an adapter had recorded elsewhere (a MixMonitor WAV): kept byte for byte."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

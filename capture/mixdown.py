@@ -164,7 +164,7 @@ class _Mix:
 
 def _is_party_stream(rec: MediaRecorded) -> bool:
     """A stream the core recorded: one channel (one party, or a mix of several) in our own WAV."""
-    return len(rec.channels) == 1 and bool(rec.channels[0]) and rec.mediatype == "audio/x-wav"
+    return rec.stream and len(rec.channels) == 1 and bool(rec.channels[0])
 
 
 def assign_channels(recordings: list[MediaRecorded], party_order: list[str]) -> tuple[list[tuple[str, ...]], list[int]]:

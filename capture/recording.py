@@ -321,6 +321,7 @@ class StreamRecording:
             started_at=self.started_at,
             duration_s=self.duration_s,
             channels=(self.heard,),
+            stream=True,
         )
         if self._on_close is not None:
             self._on_close(event)

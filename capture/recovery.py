@@ -55,6 +55,7 @@ def _reopened_recordings(directory: Path, conv: Conversation, journal: JournalCo
                 started_at=rec.started_at,
                 duration_s=frames / rec.sample_rate,
                 channels=(rec.heard or (rec.party,),),
+                stream=True,
             )
         )
     return found
