@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from adapters.sip.rtp import RtpStream
-from capture.media.receiver import BATCH_PACKETS, RtpReceiver
+from capture.media.receiver import BATCH_PACKETS
 from capture.recording import StreamRecording
 
 
@@ -44,7 +44,7 @@ class CallStream(RtpStream):
         self.live: bool | None = None
         "Whether audio goes packet by packet now (None: not known yet, the first packet goes at once)."
         self._counted_at: float | None = None
-        set_batch(self.receiver, 1)
+        self.receiver.batch_packets = 1
 
     def hear(self, keys: tuple[str, ...]) -> None:
         """More parties are heard on this stream (a mixed stream someone joined)."""
@@ -65,7 +65,7 @@ class CallStream(RtpStream):
             live = recording.listened()
             if live is not self.live:
                 self.live = live
-                set_batch(self.receiver, 1 if live else BATCH_PACKETS)
+                self.receiver.batch_packets = 1 if live else BATCH_PACKETS
         super().write()
         at = self.receiver.last_received
         if self.recording is not None and at is not None:
@@ -80,14 +80,3 @@ class CallStream(RtpStream):
         stats = self.receiver.stats
         self.recording.counters.update(packets=stats.received, lost=stats.lost, dropped=stats.dropped,
                                        jitter_ms=round(stats.jitter_s * 1000))  # fmt: skip
-
-
-def set_batch(receiver: RtpReceiver, packets: int) -> None:
-    """Decode every ``packets`` packets from now on (what is waiting, at once if that many are)."""
-    if isinstance(getattr(type(receiver), "batch_packets", None), property):
-        setattr(receiver, "batch_packets", packets)  # noqa: B010
-        return
-    # Until RtpReceiver has a setter of its own for it.
-    receiver._batch = packets
-    if receiver._pending and len(receiver._pending) >= packets:
-        receiver._decode()
