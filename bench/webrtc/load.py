@@ -47,6 +47,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "webrtc"), str(HERE)]
 import janus_server  # noqa: E402
 import verify  # noqa: E402
 from procstat import CpuWindow, max_rss_mb  # noqa: E402
+from spyprofile import summarize as summarize_profile  # noqa: E402
 from webrtc_harness import Server, write_speech  # noqa: E402
 
 ADDRESS = "198.18.0.1"
@@ -175,6 +176,8 @@ def run_ours(n: int, args: argparse.Namespace, work: Path, wav: Path, source: An
     row.update(verify.ours(server.out, server.log, results, source))
     row.update(judge(row))
     row["server_max_rss_mb"] = round(rss, 1)
+    if profile is not None and profile.exists():
+        row["profile"] = {"py_spy_raw": str(profile), **summarize_profile(profile)}
     row["delete_to_vcon_s_median"] = round(statistics.median(latencies), 3) if latencies else None
     row["delete_to_vcon_s_max"] = round(max(latencies), 3) if latencies else None
     return row
