@@ -1,8 +1,10 @@
 """``vcon-capture demo``: record one real SIP call end to end, on this machine only.
 
-Starts ``vcon-capture sip`` on a free localhost port, calls it with pjsua2 (PJSIP) playing
-a two-voice WAV made here (no downloads), hangs up after ~10 s, and prints where the vCon
-is with a short summary.
+Starts ``vcon-capture sip`` on a free localhost port with its API (and so the operator
+console) on another, prints the console's address, calls the recorder with pjsua2 (PJSIP)
+playing a two-voice WAV made here (no downloads), hangs up after ~10 s, and prints where the
+vCon is with a short summary. Run from a terminal, it then keeps the recorder (and the
+console, showing that vCon) running until Ctrl-C; ``--wait``/``--no-wait`` choose.
 """
 
 from __future__ import annotations
@@ -128,8 +130,8 @@ def place_call(uri: str, wav: Path, seconds: float, *, timeout: float = 30.0) ->
     return state
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -147,15 +149,20 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="vcon-capture demo", description=main.summary)
     parser.add_argument("--out", type=Path, help="where the vCon lands (default: a new temporary directory)")
     parser.add_argument("--seconds", type=float, default=10.0, help="call length (default: 10)")
+    parser.add_argument("--wait", action=argparse.BooleanOptionalAction, default=None,
+                        help="keep the recorder and its console running after the vCon until Ctrl-C "
+                             "(default: when the output is a terminal)")  # fmt: skip
     args = parser.parse_args(argv)
+    wait = sys.stdout.isatty() if args.wait is None else args.wait
     out = args.out or Path(tempfile.mkdtemp(prefix="vcon-demo-"))
-    port = _free_port()
+    port, api_port = _free_port(), _free_port(socket.SOCK_STREAM)
+    console = f"http://127.0.0.1:{api_port}/console/"
     work = Path(tempfile.mkdtemp(prefix="vcon-demo-work-"))
     wav = write_wav(work / "two-voices.wav", two_voices(args.seconds + 2))
     log = (work / "recorder.log").open("wb")
     recorder = subprocess.Popen(
         [sys.executable, "-m", "capture", "sip", "--listen", f"127.0.0.1:{port}", "--out", str(out),
-         "--state-dir", str(work / "state"), "--domain", "demo.localhost"],
+         "--state-dir", str(work / "state"), "--domain", "demo.localhost", "--api-listen", f"127.0.0.1:{api_port}"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -165,7 +172,9 @@ def main(argv: list[str]) -> int:
                 print(f"demo: the recorder did not start; see {work / 'recorder.log'}", file=sys.stderr)
                 return 1
             time.sleep(0.05)
-        print(f"demo: recorder listening on sip:127.0.0.1:{port}; calling it with pjsua2 for {args.seconds:g} s")
+        print(f"demo: recorder listening on sip:127.0.0.1:{port}")
+        print(f"demo: watch the call live in the operator console: {console}")
+        print(f"demo: calling the recorder with pjsua2 for {args.seconds:g} s", flush=True)
         state = place_call(f"sip:recorder@127.0.0.1:{port}", wav, args.seconds)
         if state["confirmed_at"] is None:
             print(f"demo: the call was not answered (last status {state['status']})", file=sys.stderr)
@@ -180,6 +189,13 @@ def main(argv: list[str]) -> int:
         vcon = json.loads(files[-1].read_bytes())
         print(f"demo: vCon written to {files[-1]}")
         print(_summary(vcon))
+        if wait:
+            print(f"demo: the recorder keeps running: see the vCon (waveform, timeline, player) at {console}")
+            print("demo: press Ctrl-C to stop it", flush=True)
+            try:
+                recorder.wait()
+            except KeyboardInterrupt:
+                print("\ndemo: stopping the recorder")
         return 0
     finally:
         recorder.terminate()

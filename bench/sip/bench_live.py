@@ -264,6 +264,16 @@ def bench(calls: int, seconds: float, ramp: float, mode: str, work: Path, repo: 
     proc, port, api_port = start_recorder(name, calls, work, repo, pin)
     consumer = Consumer(f"http://127.0.0.1:{api_port}/api", mode)
     cpu0, load0 = cpu_s(proc.pid), os.getloadavg()[0]
+    if os.environ.get("BENCH_LIVE_PYSPY"):  # "START:SECONDS:FILE": profile the recorder for a while
+        at, length, where = os.environ["BENCH_LIVE_PYSPY"].split(":")
+        subprocess.Popen(
+            [
+                "sh",
+                "-c",
+                f"sleep {at}; exec {Path(sys.executable).parent}/py-spy record --pid "
+                f"{proc.pid} --duration {length} --rate 250 --format raw --output {where} --nonblocking",
+            ]
+        )
     try:
         rc, sent_file = asyncio.run(load(calls, seconds, ramp, consumer, port, work, name, pin))
         cpu = cpu_s(proc.pid) - cpu0
@@ -274,7 +284,22 @@ def bench(calls: int, seconds: float, ramp: float, mode: str, work: Path, repo: 
     arrivals = np.array(consumer.arrivals, dtype=float).reshape(-1, 3)
     slots, packets = arrivals[:, 0].astype(int), arrivals[:, 1].astype(int)
     ok = (slots < sent.shape[0]) & (packets < sent.shape[1])
-    latency = arrivals[ok, 2] - sent[slots[ok], packets[ok]]
+    sent_at = sent[slots[ok], packets[ok]]
+    latency = arrivals[ok, 2] - sent_at
+    if os.environ.get("BENCH_LIVE_DUMP"):
+        np.save(Path(os.environ["BENCH_LIVE_DUMP"]) / f"{name}-arrivals.npy", arrivals)
+        shutil.copy(sent_file, Path(os.environ["BENCH_LIVE_DUMP"]) / f"{name}-sent.npy")
+    # Phases, by when the packet was sent: every call running and none starting or ending (steady), and
+    # while calls end (BYEs, their vCons built).
+    first, last = np.nanmin(sent), np.nanmax(sent)
+    steady = (sent_at > first + ramp + 1) & (sent_at < first + seconds - 0.5)
+    ending = sent_at >= first + seconds - 0.5
+    phases = {
+        phase: {"packets": int(np.count_nonzero(mask & ~np.isnan(latency))),
+               "latency_ms_p50": percentile(latency[mask & ~np.isnan(latency)], 50),
+               "latency_ms_p99": percentile(latency[mask & ~np.isnan(latency)], 99)}
+        for phase, mask in (("steady", steady), ("calls_ending", ending)) if np.any(mask & ~np.isnan(latency))
+    }  # fmt: skip
     latency = latency[~np.isnan(latency)]
     return {
         "calls": calls,
@@ -288,6 +313,8 @@ def bench(calls: int, seconds: float, ramp: float, mode: str, work: Path, repo: 
         "latency_ms_p50": percentile(latency, 50) if len(latency) else None,
         "latency_ms_p99": percentile(latency, 99) if len(latency) else None,
         "latency_ms_max": percentile(latency, 100) if len(latency) else None,
+        "phases": phases,
+        "send_span_s": round(float(last - first), 1),
         "recorder_cpu_s": round(cpu, 2),
         "machine_load_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
     }
