@@ -129,23 +129,34 @@ def g711_frames(signal_: np.ndarray, payload_type: int, ptime_ms: int = 20) -> t
 
 
 def write_rtp_pcap(path: Path, payloads: list[bytes], payload_type: int, *, ssrc: int = 0x5EED,
-                   ptime_ms: int = 20, dtmf: tuple[int, float] | None = None) -> Path:  # fmt: skip
+                   ptime_ms: int = 20, dtmf: tuple[int, float] | None = None, dtmf_lag_s: float = 0.0,
+                   ticks: int | None = None, first: tuple[int, int] = (0, 0)) -> Path:  # fmt: skip
     """An Ethernet/IPv4/UDP/RTP capture sipp's play_pcap_audio can replay.
 
-    ``dtmf`` = (event, at seconds) appends an RFC 4733 key press (PT 101) at that time.
+    ``dtmf`` = (event, at seconds) adds an RFC 4733 key press (PT 101) whose timestamp says ``at``,
+    sent ``dtmf_lag_s`` later than that. ``ticks``: RTP timestamp step per packet (8 per ms by
+    default); ``first``: the first packet's (sequence number, timestamp).
     """
     packets: list[tuple[float, bytes]] = []
-    step = 8 * ptime_ms
+    step = ticks if ticks is not None else 8 * ptime_ms
+    seq0, ts0 = first
     for i, payload in enumerate(payloads):
-        packets.append((i * ptime_ms / 1000, build_rtp(payload_type, i, i * step, ssrc, payload, marker=i == 0)))
+        packets.append((i * ptime_ms / 1000, build_rtp(payload_type, seq0 + i, ts0 + i * step, ssrc, payload,
+                                                       marker=i == 0)))  # fmt: skip
     if dtmf is not None:
         event, at = dtmf
-        seq, ts = len(payloads), int(at * 8000)
+        seq, ts = seq0 + len(payloads), ts0 + int(at * 8000)
         for k in range(1, 9):
             end = k >= 6
             body = bytes([event, (0x80 if end else 0) | 10]) + (min(k, 6) * 160).to_bytes(2, "big")
-            packets.append((at + min(k, 6) * 0.02 + (k - 6) * 0.001 * end, build_rtp(101, seq, ts, ssrc, body)))
+            sent_at = at + dtmf_lag_s + min(k, 6) * 0.02 + (k - 6) * 0.001 * end
+            packets.append((sent_at, build_rtp(101, seq, ts, ssrc, body)))
             seq += 1
+    return write_pcap(path, sorted(packets, key=lambda p: p[0]))
+
+
+def write_pcap(path: Path, packets: list[tuple[float, bytes]]) -> Path:
+    """(send time in seconds, RTP packet) as a capture sipp plays in this order at these times."""
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
     for t, rtp in packets:
         udp = struct.pack("!HHHH", 40000, 40000, 8 + len(rtp), 0) + rtp
