@@ -132,7 +132,8 @@ class MediaRecorded(CaptureEvent):
     mediatype: str = "audio/x-wav"
     stream: bool = False
     """True for a stream the core recorded (mono, timestamp-true): it is mixed with the call's other
-    streams. False for a file an adapter had recorded elsewhere (a MixMonitor WAV): kept byte for byte."""
+    streams. False for a file recorded elsewhere (a MixMonitor WAV): mixed only if it is one party's
+    mono WAV, else kept byte for byte."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

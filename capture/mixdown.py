@@ -163,8 +163,12 @@ class _Mix:
 
 
 def _is_party_stream(rec: MediaRecorded) -> bool:
-    """A stream the core recorded: one channel (one party, or a mix of several) in our own WAV."""
-    return rec.stream and len(rec.channels) == 1 and bool(rec.channels[0])
+    """A mono WAV that goes into the mix: a stream the core recorded (one party, or a mix it was told
+    of), or one party's file recorded elsewhere (MixMonitor's per-direction files). A file of
+    several voices recorded elsewhere (a MixMonitor mix) is kept as it is."""
+    if rec.mediatype != "audio/x-wav" or len(rec.channels) != 1 or not rec.channels[0]:
+        return False
+    return rec.stream or len(rec.channels[0]) == 1
 
 
 def assign_channels(recordings: list[MediaRecorded], party_order: list[str]) -> tuple[list[tuple[str, ...]], list[int]]:

@@ -184,9 +184,11 @@ class ChannelBook:
         number = known(msg.get("CallerIDNum"))
         display = known(msg.get("CallerIDName"))
         if (number is not None or display is not None) and not (chan.sticky_identity and chan.number):
+            unchanged = (number or chan.number) == chan.number and (display or chan.display) == chan.display
             chan.number = number or chan.number
             chan.display = display or chan.display
-            if chan.party:
+            # Most events repeat the CallerID already taken in: nothing to announce then.
+            if chan.party and not (unchanged and chan.party in call.parties):
                 self.ensure_party(call, chan, at, out, quiet=True)
         connected_num = known(msg.get("ConnectedLineNum"))
         connected_name = known(msg.get("ConnectedLineName"))

@@ -21,24 +21,55 @@ MAX_BANNER = 1024
 BANNER_PREFIX = "Asterisk Call Manager"
 
 
+_LOWER: dict[str, str] = {}
+"Lower-case spelling of keys seen (AMI's vocabulary is small): one dict lookup instead of str.lower()."
+_LOWER_LIMIT = 4096
+
+
+def _lower(key: str) -> str:
+    lowered = _LOWER.get(key)
+    if lowered is None:
+        lowered = key.lower()
+        if len(_LOWER) < _LOWER_LIMIT:  # a peer inventing keys cannot grow it without bound
+            _LOWER[key] = lowered
+    return lowered
+
+
 class Message:
-    """One AMI message: ordered ``(key, value)`` pairs with case-insensitive lookup."""
+    """One AMI message: ordered ``(key, value)`` pairs with case-insensitive lookup.
 
-    __slots__ = ("fields", "_index")
+    From the wire (:func:`parse_message`) only the lookup index is built; the ordered pairs
+    (``fields``, for repeated keys and whole-message copies such as a CDR) are cut from the
+    kept text the first time they are asked for: most events are only looked into.
+    """
 
-    def __init__(self, fields: list[tuple[str, str]]) -> None:
-        self.fields = fields
-        self._index = {key.lower(): value for key, value in reversed(fields)}  # the first value wins
+    __slots__ = ("_fields", "_index", "_text")
+
+    def __init__(self, fields: list[tuple[str, str]] | None = None, index: dict[str, str] | None = None,
+                 text: str | None = None) -> None:  # fmt: skip
+        self._fields = fields
+        self._text = text
+        if index is None:
+            index = {}
+            for key, value in fields or ():
+                index.setdefault(_lower(key), value)  # the first value wins
+        self._index = index
+
+    @property
+    def fields(self) -> list[tuple[str, str]]:
+        if self._fields is None:
+            self._fields = [_split_line(line) for line in (self._text or "").split("\r\n")]
+        return self._fields
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """The first value of ``key`` (any case)."""
-        return self._index.get(key.lower(), default)
+        return self._index.get(_LOWER.get(key) or _lower(key), default)
 
     def __getitem__(self, key: str) -> str:
-        return self._index[key.lower()]
+        return self._index[_lower(key)]
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._index
+        return isinstance(key, str) and _lower(key) in self._index
 
     def getall(self, key: str) -> list[str]:
         """Every value of ``key``, in order."""
@@ -91,18 +122,27 @@ def parse_message(raw: bytes) -> Message:
     return _parse_text(raw.decode("utf-8", "backslashreplace"))
 
 
+def _split_line(line: str) -> tuple[str, str]:
+    key, sep, value = line.partition(": ")
+    if not sep:
+        key, sep, value = line.partition(":")
+        if not sep:
+            # A bare line (old "Response: Follows" command output): kept under the empty key.
+            return "", line
+    return key, value
+
+
 def _parse_text(text: str) -> Message:
-    fields: list[tuple[str, str]] = []
-    append = fields.append
+    index: dict[str, str] = {}
+    lowers = _LOWER
     for line in text.split("\r\n"):
         key, sep, value = line.partition(": ")
         if not sep:
-            key, sep, value = line.partition(":")
-            if not sep:
-                # A bare line (old "Response: Follows" command output): kept under the empty key.
-                key, value = "", line
-        append((key, value))
-    return Message(fields)
+            key, value = _split_line(line)
+        lowered = lowers.get(key) or _lower(key)
+        if lowered not in index:  # the first value wins
+            index[lowered] = value
+    return Message(None, index, text)
 
 
 class AmiParser:
