@@ -101,7 +101,8 @@ class SipCore:
         self.can_record = True
         "False while the capture cannot take a call at all (disk below its floor): INVITEs get a stateless 503."
         self.refused_quietly = 0
-        "INVITEs refused with a stateless 503 and nothing recorded (over the rate, or nothing can be recorded)."
+        """INVITE requests refused with a stateless 503 and nothing recorded (over the rate, or nothing
+        can be recorded); nothing is kept, so a retransmission is refused and counted again."""
         self._refusals = RefusalBudget(refusals_per_s)
         "Refused INVITEs that become recorded (refused) calls, per second; None: all of them."
         self.dialogs: dict[DialogKey, Dialog] = {}

@@ -133,7 +133,11 @@ def test_invite_flood_beyond_max_calls_is_answered_503_without_a_vcon_each(tmp_p
     assert min(window_ncc(reference, channels[0], rate)) >= 0.9, "the call in progress lost nothing"
     assert 50 <= len(refused) <= 50 + 5 * (elapsed + 1), (len(refused), elapsed)
     quiet = sum(int(n) for n in re.findall(r"sip\.invites_refused_unrecorded count=(\d+)", log))
-    assert quiet + len(refused) == 2000, "every refusal counted, recorded or not"
+    # A stateless 503 keeps nothing: an INVITE sipp sent again (no 503 within 500 ms, under
+    # load) is refused and counted again; one whose refusal was recorded is answered from the
+    # transaction's memory.
+    sent_again = int(re.search(rb"INVITE -+>\s+\d+\s+(\d+)", flood.stdout).group(1))  # type: ignore[union-attr]
+    assert 2000 <= quiet + len(refused) <= 2000 + sent_again, ("every refusal counted", quiet, sent_again)
 
 
 def test_rtp_sprayed_at_every_port_of_the_range_changes_no_recording(tmp_path: Path) -> None:
