@@ -227,6 +227,8 @@ def start_recorder(
     deadline = time.monotonic() + 30
     while not _listening(api_port):
         if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
             raise RuntimeError(f"recorder did not start: {log.read_text()[-2000:]}")
         time.sleep(0.1)
     return proc, port, api_port
