@@ -147,7 +147,7 @@ def api_app(
         reader = asyncio.create_task(drain_client())
         try:
             while not ws.closed:
-                getter = asyncio.ensure_future(listener.queue.get())
+                getter = asyncio.ensure_future(listener.get())
                 done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
                     getter.cancel()

@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
@@ -126,9 +126,17 @@ def build_without_media(conv: Conversation, updated_at: datetime, target: Path, 
     return build_vcon(conv, updated_at, target, MediaPolicy(), profile, None)
 
 
+WORKER_NICENESS = 10
+"Workers yield the CPU to the service, whose event loop carries live RTP (and live listeners)."
+
+
 def _exit_with(service_pid: int) -> None:
-    """In a worker: exit when the service is gone (a SIGKILLed service would leave the
-    worker, and through it the forkserver, waiting forever)."""
+    """In a worker: run below the service's priority, and exit when the service is gone (a
+    SIGKILLed service would leave the worker, and through it the forkserver, waiting forever)."""
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:
+        pass
 
     def watch() -> None:
         while True:
@@ -166,10 +174,17 @@ class VconBuilder:
         OSError means the disk refused; any other failure falls back to a thread, then to a vCon
         without media, so a call is never lost to a bug in building it.
         """
-        loop = asyncio.get_running_loop()
         async with self._slots:
             try:
-                return await loop.run_in_executor(self._executor(), build_vcon, conv, updated_at, target, *self._args)
+                # Submitted from a thread: starting a worker (forkserver handshake) or a slow
+                # hand-over must not hold up the event loop that carries RTP.
+                pool = self._executor()
+                media, profile, sealing = self._args
+
+                def submit() -> Future[Built]:
+                    return pool.submit(build_vcon, conv, updated_at, target, media, profile, sealing)
+
+                return await asyncio.wrap_future(await asyncio.to_thread(submit))
             except (OSError, TransientMediaError):
                 raise
             except (BrokenProcessPool, RuntimeError) as exc:

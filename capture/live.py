@@ -4,8 +4,10 @@ The pipeline publishes each call's events and every piece of audio its recording
 paused stretch is never sent: :mod:`capture.recording` zeroes it first). Listeners are
 consumers on the recorder's own WebSocket endpoint (``GET /api/live``) and, per call, the
 connections the recorder opens to a configured ``live_push_url`` (:mod:`capture.livepush`).
-A listener has a bounded queue; one that falls behind is dropped (and counted), never waited
-for: the recording is never affected by who listens.
+A listener may fall behind by at most ``MAX_LAG_S`` seconds (its oldest undelivered message
+that old) or ``MAX_QUEUED`` messages; past that it is dropped (and counted), never waited for:
+the recording is never affected by who listens, and one listener of every call is not dropped
+just because there are many calls.
 
 Framing, the same on both sides (one WebSocket per listener):
 
@@ -28,20 +30,24 @@ import asyncio
 import json
 import logging
 import struct
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from capture.clock import SYSTEM
 from capture.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"VCA1"
 AUDIO_HEADER = struct.Struct(">4sHHQ")
-QUEUE_FRAMES = 512
-"Per listener: about 10 s of one 20 ms stream, or 5 s of two."
+MAX_LAG_S = 10.0
+"A listener whose oldest undelivered message is older than this is dropped."
+MAX_QUEUED = 200_000
+"And one holding this many messages (a bound on memory whatever the rate): ~40 s of 100 calls."
 
 
 def audio_frame(party: int, stream: int, position: int, pcm: np.ndarray) -> bytes:
@@ -64,9 +70,18 @@ class Listener:
     "Only this call's messages; None: every call."
     audio: bool = True
     "False: events only (no audio is framed for this listener)."
-    queue: asyncio.Queue[str | bytes | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_FRAMES))
+    queue: asyncio.Queue[str | bytes | None] = field(default_factory=asyncio.Queue)
+    stamps: deque[float] = field(default_factory=deque)
+    "When each queued message was queued (monotonic): how far behind the listener is."
     dropped: bool = False
     sent: int = 0
+
+    async def get(self) -> str | bytes | None:
+        """The next message (None: the listener was dropped or the hub closed)."""
+        message = await self.queue.get()
+        if self.stamps:
+            self.stamps.popleft()
+        return message
 
     def wants(self, vcon_uuid: str) -> bool:
         return not self.dropped and (self.vcon_uuid is None or self.vcon_uuid == vcon_uuid)
@@ -76,8 +91,9 @@ class Listener:
 
 
 class LiveHub:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, monotonic: Callable[[], float] = SYSTEM.monotonic) -> None:
         self._metrics = metrics
+        self._monotonic = monotonic
         self._listeners: set[Listener] = set()
         self._calls: dict[str, dict[str, Any]] = {}
         "Per live call: the snapshot a listener joining mid-call is given first."
@@ -146,11 +162,13 @@ class LiveHub:
                 self._put(listener, frame)
 
     def _put(self, listener: Listener, message: str | bytes) -> None:
-        try:
-            listener.queue.put_nowait(message)
-            listener.sent += 1
-        except asyncio.QueueFull:
+        now = self._monotonic()
+        if listener.stamps and (now - listener.stamps[0] > MAX_LAG_S or len(listener.stamps) >= MAX_QUEUED):
             self._drop(listener)
+            return
+        listener.queue.put_nowait(message)
+        listener.stamps.append(now)
+        listener.sent += 1
 
     def _drop(self, listener: Listener) -> None:
         """A listener that fell behind: emptied, told, and closed (the recording never waits)."""
@@ -159,13 +177,13 @@ class LiveHub:
         log.warning("live.listener_dropped", extra={"vcon_uuid": listener.vcon_uuid, "sent": listener.sent})
         while not listener.queue.empty():
             listener.queue.get_nowait()
-        listener.queue.put_nowait(json.dumps({"type": "dropped", "why": "too slow: queue full"}))
+        listener.stamps.clear()
+        why = f"too slow: more than {MAX_LAG_S:g} s behind"
+        listener.queue.put_nowait(json.dumps({"type": "dropped", "why": why}))
         listener.queue.put_nowait(None)
         self.forget(listener)
 
     def close(self) -> None:
         for listener in list(self._listeners):
-            if listener.queue.full():
-                listener.queue.get_nowait()
             listener.queue.put_nowait(None)
             self.forget(listener)

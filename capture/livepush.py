@@ -58,7 +58,7 @@ class LivePusher:
                 self.url, params=params, headers=self._headers, timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
                 heartbeat=20.0,
             ) as ws:  # fmt: skip
-                while (message := await listener.queue.get()) is not None:
+                while (message := await listener.get()) is not None:
                     if isinstance(message, bytes):
                         await ws.send_bytes(message)
                     else:

@@ -96,7 +96,7 @@ class Pipeline:
         self._builder = VconBuilder(media, profile or Profile(default_domain=domain), sealing, build_workers)
         watched = [state_dir, spool.root, *finished_dirs, *([media.media_dir] if media.media_dir else [])]
         self.disk = DiskGuard(watched, min_free_bytes, self.metrics)
-        self.live = LiveHub(self.metrics)
+        self.live = LiveHub(self.metrics, clock.monotonic)
         self.pause_hooks: dict[str, Callable[[str, bool], Awaitable[None]]] = {}
         "Per adapter: told when the API pauses one of its calls (e.g. AMI mutes MixMonitor)."
         self._finished_dirs = (*finished_dirs, spool.outbox)

@@ -28,6 +28,7 @@ from tlsfiles import tls_files
 from vconcheck import assert_valid
 
 from capture.cli import main as cli
+from capture.clock import ManualClock
 from capture.live import LiveHub, parse_audio_frame
 from capture.metrics import Metrics
 from capture.vcon.content import b64url_decode, hash_matches
@@ -275,15 +276,19 @@ async def test_each_call_is_pushed_live_to_a_wss_consumer_that_receives_its_audi
 
 async def test_a_listener_that_falls_behind_is_dropped_and_counted_and_never_waited_for():
     metrics = Metrics()
-    hub = LiveHub(metrics)
+    clock = ManualClock()
+    hub = LiveHub(metrics, clock.monotonic)
     hub.call_started("u1", {"call_id": "c1"})
     slow, fast = hub.listen("u1"), hub.listen("u1")
     chunk = np.ones(160, dtype=np.int16)
     started = time.perf_counter()
-    for n in range(5000):
+    for n in range(1000):  # 20 s of one stream, 20 ms a frame
         hub.audio("u1", 0, 0, n * 160, chunk)
+        clock.advance(0.02)
         while not fast.queue.empty():
-            fast.queue.get_nowait()
+            await fast.get()
+        if n == 400:
+            assert not slow.dropped, "8 s behind is still within the bound"
     assert time.perf_counter() - started < 5.0, "publishing never blocks"
     assert slow.dropped and not fast.dropped
     assert metrics.live_dropped._value.get() == 1
