@@ -106,9 +106,13 @@ class SipCall:
                                       session_id=session_id(self.invite) or self._metadata_session_id(),
                                       domain=self._domain(), sip_call_id=self.call_id,
                                       sip_from_tag=self.dialog.remote_tag, sip_to_tag=self.dialog.local_tag,
-                                      sip_cseq=self.invite.cseq[0]))  # fmt: skip
+                                      sip_cseq=self.invite.cseq[0],
+                                      # A trunk/fork call's caller placed it; SIPREC metadata does not say.
+                                      originator=None if self.siprec else CALLER))  # fmt: skip
         self._emit(AttachmentAdded, purpose="sip-invite", mediatype="message/sip",
                    body=self.invite.to_bytes().decode("utf-8", "replace"))  # fmt: skip
+        if self.invite.oddities:
+            self._emit(CaptureNoted, key="sip_message", value=self.invite.oddities)
         if offer is not None and offer.metadata_xml is not None:
             self._metadata_attachments(offer)
         if offer is not None and offer.sdp is None:

@@ -104,6 +104,19 @@ class SipMessage:
     body: bytes = b""
     length_mismatch: tuple[int, int] | None = None
     "(Content-Length, bytes received) when a datagram's Content-Length was wrong."
+    latin1_headers: bool = False
+    "The headers were not UTF-8 (an older PBX's display name) and were read as Windows-1252."
+
+    @property
+    def oddities(self) -> list[str]:
+        """What was wrong with the message but did not stop us reading it (for capture_notes)."""
+        odd = []
+        if self.length_mismatch is not None:
+            declared, received = self.length_mismatch
+            odd.append(f"{self.method or self.status}: Content-Length {declared}, body {received} bytes; kept the whole body")
+        if self.latin1_headers:
+            odd.append(f"{self.method or self.status}: SIP headers not UTF-8 (RFC 3261 requires it); read as Windows-1252")
+        return odd
 
     @property
     def is_request(self) -> bool:
@@ -192,10 +205,17 @@ def parse_message(data: bytes, *, datagram: bool = False) -> SipMessage:
     if end < 0:
         raise RemoteProtocolError("SIP message without end of headers", excerpt=data)
     head, body = data[:end], data[end + sep :]
+    latin1 = False
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
-        raise RemoteProtocolError("SIP headers are not UTF-8", excerpt=data) from None
+        # Older PBXs put Windows-1252/ISO-8859-1 display names in From/To/PAI (as SRCs do in
+        # their metadata): read the call, say so. Latin-1 maps every byte, so this never fails.
+        try:
+            text = head.decode("cp1252")
+        except UnicodeDecodeError:
+            text = head.decode("latin-1")
+        latin1 = True
     lines = text.replace("\r\n", "\n").split("\n")
     while lines and not lines[0]:
         lines.pop(0)
@@ -203,6 +223,7 @@ def parse_message(data: bytes, *, datagram: bool = False) -> SipMessage:
         raise RemoteProtocolError("empty SIP message", excerpt=data)
     msg = _start_line(lines[0], data)
     msg.headers = list(_headers(lines[1:], data))
+    msg.latin1_headers = latin1
     length = msg.get("Content-Length")
     if length is not None:
         if not (length.strip().isascii() and length.strip().isdigit()):

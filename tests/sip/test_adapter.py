@@ -18,7 +18,7 @@ from adapters.sip.adapter import SipAdapter
 from adapters.sip.message import parse_message
 from adapters.sip.settings import SipSettings
 from capture.errors import ConfigError, StartupError
-from capture.events import CallEnded, CallStarted, Disposition
+from capture.events import CallEnded, CallStarted, CaptureNoted, Disposition, PartyJoined
 
 
 def request(method: str, call_id: str, port: int, *, body: str = "", extra: str = "", transport: str = "UDP") -> bytes:
@@ -310,3 +310,22 @@ async def test_sip_over_tls_call_is_recorded(tmp_path: Path) -> None:
 def test_tls_needs_certificate_and_key() -> None:
     with pytest.raises(ConfigError, match="tls_listen"):
         SipSettings(tls_listen="127.0.0.1:5061")
+
+
+async def test_latin1_display_name_is_recorded_and_noted(tmp_path: Path, udp: socket.socket) -> None:
+    """Older PBXs send ISO-8859-1 display names (RFC 3261 wants UTF-8): the call is recorded, the
+    name read as Latin-1, and capture_notes says so; before, the INVITE was refused outright."""
+    adapter, capture = await start(tmp_path)
+    me = udp.getsockname()[1]
+    invite = request("INVITE", "l1", me, body=SDP).replace(
+        b"From: <sip:alice@", 'From: "Jos\u00e9 M\u00fcller" <sip:alice@'.encode("latin-1")
+    )
+    try:
+        assert parse_message((await exchange(udp, invite, adapter.port))[-1]).status == 200
+    finally:
+        await adapter.stop()
+        await adapter.close()
+    names = [e.name for e in capture.events if isinstance(e, PartyJoined)]
+    assert "Jos\u00e9 M\u00fcller" in names
+    (note,) = [e for e in capture.events if isinstance(e, CaptureNoted) and e.key == "sip_message"]
+    assert "not UTF-8" in note.value[0]

@@ -34,6 +34,7 @@ def test_pcmu_call_with_rfc4733_dtmf(tmp_path: Path) -> None:
     assert len(scores) == 4 and min(scores) >= 0.9, scores
     caller, callee = vcon["parties"]
     assert caller["tel"] == "+15551230000" and caller["name"] == "Alice A." and callee["sip"].startswith("sip:rec@")
+    assert dialog["originator"] == 0, "the trunk call's caller placed it"
     keys = [(h["event"], h.get("button")) for h in dialog.get("party_history", [])] or [
         (h["event"], h.get("button")) for d in vcon["dialog"] for h in d.get("party_history", [])
     ]
