@@ -235,16 +235,22 @@ class StreamRecording:
                     self._pending_samples -= n
                 self._pending.pop(0)
                 continue
+            # Consecutive pieces of audio (a frame or a decoded batch each) go down in one write.
+            run = 1
+            while run < len(self._pending) and not isinstance(self._pending[run], int):
+                run += 1
+            pieces = [piece for piece in self._pending[:run] if not isinstance(piece, int)]
+            block = pieces[0] if run == 1 else np.concatenate(pieces)
             # sf.write-style: the bytes reach the kernel (all a SIGKILL needs); fsync per stream per
             # second on the event loop would cost more than the RTP it stalls.
-            _pwrite_all(fd, item.tobytes(), HEADER_BYTES + self._on_disk * SAMPLE_BYTES)
-            if len(item):
-                power = float(np.mean(np.square(item, dtype=np.float64)))
+            _pwrite_all(fd, block.tobytes(), HEADER_BYTES + self._on_disk * SAMPLE_BYTES)
+            if len(block):
+                power = float(np.dot(block, block.astype(np.float64)) / len(block))
                 self.level_db = round(10 * np.log10(max(power, 1.0) / 32768.0**2), 1)
-            self._on_disk += len(item)
-            self._pending_samples -= len(item)
-            self._pending_audio -= len(item)
-            self._pending.pop(0)
+            self._on_disk += len(block)
+            self._pending_samples -= len(block)
+            self._pending_audio -= len(block)
+            del self._pending[:run]
 
     def _refused(self, exc: OSError) -> None:
         self.write_errors += 1
