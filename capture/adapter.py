@@ -49,7 +49,13 @@ class Capture(Protocol):
 
     @property
     def accepting(self) -> bool:
-        """False once shutdown began: refuse new calls (SIP 503, WHIP 503)."""
+        """False once shutdown began or while the disk is below its floor: refuse new calls
+        (SIP 503, WHIP 503)."""
+
+    @property
+    def can_record(self) -> bool:
+        """False while nothing can be written (the disk below its free-space floor): a refused
+        call then leaves no vCon. True while draining: a refusal is still a call on record."""
 
     def now(self) -> datetime:
         """The current time, aware UTC."""

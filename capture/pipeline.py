@@ -115,6 +115,10 @@ class Pipeline:
         """Taking new calls: not shutting down, and the disk above its free-space floor."""
         return self._accepting and not self.disk.low
 
+    @property
+    def can_record(self) -> bool:
+        return not self.disk.low
+
     def now(self) -> datetime:
         return self.clock.now()
 

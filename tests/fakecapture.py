@@ -22,6 +22,8 @@ class FakeCapture:
         self.clock = clock
         self.events: list[CaptureEvent] = []
         self.accepting = True
+        self.can_record = True
+        "False: as if the disk were below its floor (refusals leave no vCon)."
         self.metrics = Metrics()
 
     def now(self) -> datetime:

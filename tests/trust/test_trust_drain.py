@@ -42,6 +42,7 @@ class Draining:
     """Just enough Capture for OPTIONS: the service's accepting flag."""
 
     accepting = True
+    can_record = True
 
     def now(self) -> datetime:
         return SYSTEM.now()
