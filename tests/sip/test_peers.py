@@ -63,7 +63,10 @@ def test_baresip_plays_a_wav(tmp_path: Path, codec: str, rate: int, extra: str) 
     # G.722 and Opus delay the signal through their filters (G.722: 22 samples). Whether the
     # sender's frame after the end of the WAV (carrying that tail) goes out before its BYE is
     # the sender's timing, so the last window is compared with what a receiver of the WAV's
-    # own frames holds: the tail, up to 10 ms of codec delay, is silence.
+    # own frames holds: the tail, up to 10 ms of codec delay, is silence. (Counted on the wire
+    # under load: baresip sends 150 or 151 packets before its BYE and the recording holds each
+    # one; unpadded, a 150-packet call scores [0.999, 0.999, 0.41]. The other way this test
+    # failed, a recording 1 s too long, was a stall of the recorder: test_hostile_stall.py.)
     delay = min(max(best_lag(reference[:, 0], channels[0], recorded_rate), 0), recorded_rate // 100)
     recorded = np.concatenate([channels[0], np.zeros(delay)])
     scores = window_ncc(reference[:, 0], recorded, recorded_rate)
