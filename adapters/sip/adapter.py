@@ -167,11 +167,12 @@ class SipAdapter(Adapter):
             return
         now = self.capture.monotonic()
         # The capture stops accepting while its disk is low (and resumes by itself) or as the service
-        # shuts down: INVITEs then get a stateless 503 and become no call, there is nothing to write
-        # them to. After stop() the core refuses them itself ("shutdown"), recorded as refused calls.
+        # shuts down. Disk low (can_record False): INVITEs get a stateless 503 and become no call,
+        # there is nothing to write them to. Shutting down (stop() follows stop_accepting at once):
+        # the core refuses them ("shutdown"), recorded as refused calls.
         accepting = self.capture.accepting
         self.core.accepting = accepting and not self._stopped
-        self.core.can_record = accepting or self._stopped
+        self.core.can_record = self.capture.can_record and (accepting or self._stopped)
         try:
             sends, events = self.core.receive(data, conn, addr, transport, now)
         except RemoteProtocolError as exc:
