@@ -113,9 +113,13 @@ class SipMessage:
         odd = []
         if self.length_mismatch is not None:
             declared, received = self.length_mismatch
-            odd.append(f"{self.method or self.status}: Content-Length {declared}, body {received} bytes; kept the whole body")
+            odd.append(
+                f"{self.method or self.status}: Content-Length {declared}, body {received} bytes; kept the whole body"
+            )
         if self.latin1_headers:
-            odd.append(f"{self.method or self.status}: SIP headers not UTF-8 (RFC 3261 requires it); read as Windows-1252")
+            odd.append(
+                f"{self.method or self.status}: SIP headers not UTF-8 (RFC 3261 requires it); read as Windows-1252"
+            )
         return odd
 
     @property
