@@ -118,7 +118,6 @@ class SipAdapter(Adapter):
     async def stop(self) -> None:
         self._stopped = True
         self.core.accepting = False
-        self.core.can_record = True
         if self.core.refused_quietly != self._quiet_logged:
             self._log_quiet_refusals()
         now = self.capture.monotonic()
@@ -168,11 +167,10 @@ class SipAdapter(Adapter):
         now = self.capture.monotonic()
         # The capture stops accepting while its disk is low (and resumes by itself) or as the service
         # shuts down. Disk low (can_record False): INVITEs get a stateless 503 and become no call,
-        # there is nothing to write them to. Shutting down (stop() follows stop_accepting at once):
-        # the core refuses them ("shutdown"), recorded as refused calls.
-        accepting = self.capture.accepting
-        self.core.accepting = accepting and not self._stopped
-        self.core.can_record = self.capture.can_record and (accepting or self._stopped)
+        # there is nothing to write them to. Shutting down: the core refuses them ("shutdown"),
+        # recorded as refused calls (within the refusal budget).
+        self.core.accepting = self.capture.accepting and not self._stopped
+        self.core.can_record = self.capture.can_record
         try:
             sends, events = self.core.receive(data, conn, addr, transport, now)
         except RemoteProtocolError as exc:
