@@ -263,5 +263,8 @@ def test_rtp_injected_mid_call_from_a_second_source(tmp_path: Path, mode: str, c
     assert notes is not None, "refusals are noted in the vCon"
     body = notes["body"] if isinstance(notes["body"], dict) else json.loads(notes["body"])
     (counts,) = body["rtp_refused"].values()
-    assert counts["refused"] == 150 and counts["taken_from"] == f"127.0.0.1:{caller_port}", counts
+    # Every attacker packet refused; should this sender stall past rtp_relatch_s (load), the packet
+    # that fills the silence is taken and the caller takes its stream back with its next one.
+    assert counts["refused"] + counts["moves"] // 2 == 150 and counts["moves"] % 2 == 0, counts
+    assert counts["taken_from"] == f"127.0.0.1:{caller_port}", counts
     assert log.count("media.source_refused") == 1, "logged once a minute, not per packet"
