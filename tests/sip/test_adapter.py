@@ -91,9 +91,9 @@ async def test_admission_follows_the_capture_and_ends_at_stop(tmp_path: Path, ud
         return reply.status, reply.get("Retry-After")
 
     try:
-        capture.accepting = False  # e.g. the disk fell below its free-space floor
+        capture.accepting = capture.can_record = False  # the disk fell below its free-space floor
         assert await status("d1") == (503, "4")
-        capture.accepting = True  # space again
+        capture.accepting = capture.can_record = True  # space again
         assert (await status("d2"))[0] == 200
         await adapter.stop()
         assert await status("d3") == (503, "4"), "after stop() no new call, whatever the capture says"
