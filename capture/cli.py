@@ -7,7 +7,6 @@ Exit codes: 0 success; 1 ``validate`` found an invalid vCon; 2 bad usage or conf
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import json
 import ssl
@@ -22,6 +21,7 @@ from capture.adapter import Adapter, installed_adapters, installed_commands
 from capture.atomic import write_atomic
 from capture.config import CoreSettings, load, read_toml
 from capture.errors import AdapterError, ConfigError, VerificationError
+from capture.eventloop import run_loop
 from capture.service import serve
 from capture.settings import add_flags
 from capture.signing import decrypt, verify
@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     logs.configure(config.core.log_level, config.core.log_format)
     try:
-        return asyncio.run(serve(config, adapters))
+        return run_loop(serve(config, adapters), config.core.event_loop)
     except ConfigError as exc:
         print(f"vcon-capture: bad configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -21,6 +21,7 @@ from capture.api import api_app
 from capture.atomic import ensure_dir
 from capture.config import Config, CoreSettings
 from capture.errors import AdapterError, ConfigError, StartupError
+from capture.eventloop import loop_name
 from capture.finishing import Sealing
 from capture.livepush import LivePusher
 from capture.metrics import health_app
@@ -211,7 +212,8 @@ async def serve(config: Config, adapter_classes: Mapping[str, type[Adapter]]) ->
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    log.info("service.ready", extra={"adapters": ", ".join(a.describe() for a in started), "out": str(config.core.out)})
+    log.info("service.ready", extra={"adapters": ", ".join(a.describe() for a in started), "out": str(config.core.out),
+                                     "loop": loop_name()})  # fmt: skip
     await stopping.wait()
     log.info("service.stopping")
     pipeline.stop_accepting()

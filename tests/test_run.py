@@ -8,6 +8,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
@@ -28,11 +30,13 @@ def sip_options(port: int) -> bytes:
         return s.recv(65536)
 
 
-def test_run_starts_sip_and_webrtc_from_one_config(tmp_path: Path):
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_run_starts_sip_and_webrtc_from_one_config(tmp_path: Path, event_loop: str):
     sip_port, web_port = free_port(socket.SOCK_DGRAM), free_port()
     config = tmp_path / "config.toml"
     config.write_text(
         f'out = "{tmp_path / "vcons"}"\nstate_dir = "{tmp_path / "state"}"\nadapters = ["sip", "webrtc"]\n'
+        f'event_loop = "{event_loop}"\n'
         f'[sip]\nlisten = "127.0.0.1:{sip_port}"\n[webrtc]\nlisten = "127.0.0.1:{web_port}"\n'
     )
     proc = subprocess.Popen(
@@ -47,6 +51,7 @@ def test_run_starts_sip_and_webrtc_from_one_config(tmp_path: Path):
                 break
             assert time.monotonic() < deadline
         assert "sip udp+tcp" in line and str(web_port) in line
+        assert f"loop={event_loop}" in line, line
         assert sip_options(sip_port).startswith(b"SIP/2.0 200")
         with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/", timeout=5) as page:
             assert page.status == 200 and b"<html" in page.read().lower()

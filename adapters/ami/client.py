@@ -178,6 +178,8 @@ class AmiClient:
         if writer is None or self._lost.is_set():
             raise ConnectionError("AMI not connected")
         action_id, data = self._correlator.action(name, fields)
+        # Field names only: a Login's Secret (or an Originate's variables) never reach the log.
+        log.debug("ami.action", extra={"action": name, "action_id": action_id, "fields": ",".join(fields or ())})
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiting[action_id] = future
         try:

@@ -4,6 +4,7 @@ SIP call and WebRTC session end into vCons, exit 0 within shutdown_grace_s."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import os
 import signal
 import socket
@@ -35,7 +36,6 @@ from adapters.sip.settings import SipSettings
 from capture.clock import SYSTEM
 
 GRACE_S = 10.0
-PROBES = ("ping-0", "ping-1", "late-invite", "late-ping", "ping-4", "ping-5")
 
 
 class Draining:
@@ -70,14 +70,6 @@ async def test_options_answer_503_while_the_service_is_shutting_down(udp_socket:
         await adapter.close()
 
 
-def wait_stopped(pid: int) -> None:
-    """SIGSTOP takes effect when the process is next scheduled; wait for it (state T)."""
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
-        assert time.monotonic() < deadline, "the service did not stop"
-        time.sleep(0.001)
-
-
 def whip_post(url: str, results: list[int]) -> None:
     request = urllib.request.Request(url, data=PROBE_SDP.encode(), method="POST",
                                      headers={"Content-Type": "application/sdp"})  # fmt: skip
@@ -90,52 +82,88 @@ def whip_post(url: str, results: list[int]) -> None:
         results.append(0)
 
 
+class SlowIngest(http.server.ThreadingHTTPServer):
+    """A conserver-shaped endpoint that takes DELAY_S per vCon: the drain waits for it, so the
+    service keeps answering (503) for seconds after SIGTERM, whatever order its event loop
+    (asyncio's or uvloop) reads the signal and the datagrams in."""
+
+    DELAY_S = 1.0
+
+    def __init__(self) -> None:
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(server.DELAY_S)
+                self.send_response(201)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+def ping(sock: socket.socket, call_id: str, port: int, *, body: str = "") -> int | None:
+    """One OPTIONS (or INVITE with ``body``); its final status, None if none within 1 s."""
+    sock.sendto(sip_request("INVITE" if body else "OPTIONS", call_id, sock.getsockname()[1], body=body),
+                ("127.0.0.1", port))  # fmt: skip
+    deadline = time.monotonic() + 1.0
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            reply = parse_message(sock.recv(65535))
+        except (TimeoutError, ConnectionRefusedError):
+            continue
+        if reply.status is not None and reply.status >= 200 and reply.call_id == call_id:
+            return reply.status
+    return None
+
+
 def test_sigterm_refuses_new_calls_ends_active_ones_and_exits_zero(tmp_path: Path, udp_socket: socket.socket) -> None:
-    service = Service(tmp_path, core={"shutdown_grace_s": GRACE_S}).start()
+    ingest = SlowIngest()
+    service = Service(tmp_path, core={"shutdown_grace_s": GRACE_S, "conserver_url": ingest.url}).start()
     sip = SipCaller.start(tmp_path, service.sip_port, 8.0)
     web = WhipCaller.start(tmp_path, service.whip_base, "drainroom", 8.0)
-    me = udp_socket.getsockname()[1]
     posted: list[int] = []
+    answers: list[int | None] = []
     try:
         service.wait_recording(("sip", "webrtc"), 2.0)
         assert service.proc is not None
-        # Freeze the service so that the SIGTERM and the new requests all wait for it when it resumes.
-        # Its loop then takes one datagram per turn: turn 1 reads the signal (and ping-0), turn 2 runs
-        # the handler (ping-1), turn 3 starts the drain (stop accepting, end the calls, ~50 ms before
-        # the SIP sockets close), so the INVITE and the ping after it meet the drain, not a race.
-        os.kill(service.proc.pid, signal.SIGSTOP)
-        try:
-            wait_stopped(service.proc.pid)
-            os.kill(service.proc.pid, signal.SIGTERM)
-            target = ("127.0.0.1", service.sip_port)
-            for call_id in PROBES:
-                body = PROBE_SDP if call_id == "late-invite" else ""
-                udp_socket.sendto(sip_request("INVITE" if body else "OPTIONS", call_id, me, body=body), target)
-            post = threading.Thread(target=whip_post, args=(f"{service.whip_base}/whip/lateroom", posted))
-            post.start()
-            time.sleep(0.3)
-        finally:
-            resumed = time.monotonic()
-            os.kill(service.proc.pid, signal.SIGCONT)
-        statuses = final_statuses(udp_socket, 1.5)
-        post.join(15)
+        assert ping(udp_socket, "before", service.sip_port) == 200
+        # Pings until the service answers 503: from then on it drains (no new call), and the slow
+        # ingest keeps it answering while the INVITE, the ping and the WHIP POST after it arrive.
+        os.kill(service.proc.pid, signal.SIGTERM)
+        signalled = time.monotonic()
+        while 503 not in answers and time.monotonic() - signalled < 5:
+            answers.append(ping(udp_socket, f"ping-{len(answers)}", service.sip_port))
+        late_invite = ping(udp_socket, "late-invite", service.sip_port, body=PROBE_SDP)
+        late_ping = ping(udp_socket, "late-ping", service.sip_port)
+        whip_post(f"{service.whip_base}/whip/lateroom", posted)
         service.proc.wait(GRACE_S + 5)
-        exited_after = time.monotonic() - resumed
+        exited_after = time.monotonic() - signalled
         assert sip.wait(10) == 0, "sipp got the recorder's BYE and answered it"
     finally:
         sip.close()
         web.close()
         service.kill()
+        ingest.shutdown()
     log = service.logs()
     assert service.proc.returncode == 0, log[-3000:]
     assert exited_after < GRACE_S, exited_after
     assert "Traceback" not in log
-    print(f"exit {exited_after:.2f} s after SIGTERM; SIP answers {statuses}; WHIP POST {posted}")
+    print(f"exit {exited_after:.2f} s after SIGTERM; pings {answers}, INVITE {late_invite}, WHIP POST {posted}")
 
-    assert statuses["late-invite"] == 503 and statuses["late-ping"] == 503, statuses
-    answers = [statuses.get(call_id) for call_id in PROBES]
-    first = answers.index(503)
-    assert set(answers[first:]) <= {503, None}, f"no new call or 200 after the drain began: {answers}"
+    assert answers[-1] == 503 and set(answers[:-1]) <= {200}, f"200 until the drain began, then 503: {answers}"
+    assert (late_invite, late_ping) == (503, 503)
     assert posted == [503]
 
     docs = load_vcons(service.out)
