@@ -139,9 +139,11 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         now = self._monotonic()
-        if self._receiver.receive(data, addr, now):
+        receiver = self._receiver
+        if receiver.receive(data, addr, now):
             self._on_media(now)
-            self.stream.write()
+            if receiver.has_output:  # the stream's bookkeeping (live, counters) runs with its output
+                self.stream.write()
 
     def close(self) -> None:
         """Read what is still queued on the socket, then release it."""

@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -193,14 +194,25 @@ def process_tree(pid: int) -> list[int]:
 
 def cpu_s(pid: int) -> float:
     """User + system CPU of the process tree, reaped children included."""
-    total = 0
+    return sum(cpu_split(pid).values())
+
+
+def cpu_split(pid: int) -> dict[str, float]:
+    """The tree's CPU in parts: the recorder's own user and system time (the loop carrying SIP
+    and RTP, its threads), and everything its children used (vCon-building workers)."""
+    split = {"main_user_s": 0.0, "main_system_s": 0.0, "workers_s": 0.0}
     for member in process_tree(pid):
         try:
             fields = _stat(member)
         except OSError:
             continue
-        total += sum(int(fields[i]) for i in (11, 12, 13, 14))
-    return total / TICK
+        if member == pid:
+            split["main_user_s"] += int(fields[11]) / TICK
+            split["main_system_s"] += int(fields[12]) / TICK
+            split["workers_s"] += (int(fields[13]) + int(fields[14])) / TICK
+        else:
+            split["workers_s"] += sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICK
+    return split
 
 
 def max_rss_kib(pid: int) -> int:
@@ -217,7 +229,7 @@ def max_rss_kib(pid: int) -> int:
 
 def run_sipp(
     pcap: Path, port: int, calls: int, seconds: float, ramp: float, streams: int, work: Path
-) -> tuple[float, int]:
+) -> tuple[float, int, int, dict[str, float | None]]:
     ports_dir = Path(tempfile.mkdtemp(prefix="ports-", dir=work))
     sf = work / "load.xml"
     sf.write_text(scenario(pcap, seconds, streams, ports_dir))
@@ -225,6 +237,7 @@ def run_sipp(
     if sender:
         sender.start()
     started = time.monotonic()
+    children0, own0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.process_time()
     rate = max(1, int(calls / ramp))
     res = subprocess.run(
         ["sipp", "-sf", str(sf), "-s", "rec", f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port()),
@@ -236,7 +249,12 @@ def run_sipp(
     if sender:
         sender.stop.set()
         sender.join()
-    return elapsed, res.returncode, sender.sent if sender else 0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = {  # the load generators' own CPU (sipp: the only child reaped meanwhile; the sender: this process)
+        "sipp_cpu_s": round(children.ru_utime + children.ru_stime - children0.ru_utime - children0.ru_stime, 2),
+        "second_stream_sender_cpu_s": round(time.process_time() - own0, 2) if sender else None,
+    }
+    return elapsed, res.returncode, sender.sent if sender else 0, load
 
 
 def bench_ours(
@@ -259,13 +277,14 @@ def bench_ours(
     while not _listening(port) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.5)
-    cpu0 = cpu_s(proc.pid)
+    split0 = cpu_split(proc.pid)
     load0 = os.getloadavg()[0]
-    elapsed, rc, second_sent = run_sipp(pcap, port, calls, seconds, ramp, streams, work)
+    elapsed, rc, second_sent, load = run_sipp(pcap, port, calls, seconds, ramp, streams, work)
     deadline = time.monotonic() + 60
     while len(list(out.glob("*.vcon"))) < calls and time.monotonic() < deadline:
         time.sleep(0.2)
-    cpu = cpu_s(proc.pid) - cpu0
+    split = {k: round(v - split0[k], 2) for k, v in cpu_split(proc.pid).items()}
+    cpu = sum(split.values())
     rss = max_rss_kib(proc.pid)
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
@@ -287,6 +306,7 @@ def bench_ours(
         "sipp_exit": rc,
         "vcons": recorded,
         "cpu_s": round(cpu, 2),
+        "cpu_split_s": split,
         "cpu_ms_per_call_second": round(1000 * cpu / call_seconds, 3),
         "cpu_ms_per_stream_second": round(1000 * cpu / (call_seconds * streams), 3),
         "max_rss_mib": round(rss / 1024, 1),
@@ -294,6 +314,7 @@ def bench_ours(
         "rtp_received": received,
         "rtp_lost": expected - received,
         "second_stream_packets_sent": second_sent if streams == 2 else None,
+        "load_generators": load,
         "bye_to_vcon_s_p50": round(statistics.median(latencies), 3) if latencies else None,
         "bye_to_vcon_s_p99": round(sorted(latencies)[int(0.99 * (len(latencies) - 1))], 3) if latencies else None,
         "wall_s": round(elapsed, 1),
@@ -319,7 +340,7 @@ def bench_baresip(calls: int, seconds: float, ramp: float, pcap: Path, work: Pat
     proc = subprocess.Popen(["baresip", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(2)
     cpu0 = cpu_s(proc.pid)
-    elapsed, rc, _ = run_sipp(pcap, port, calls, seconds, ramp, 1, work)
+    elapsed, rc, _, _ = run_sipp(pcap, port, calls, seconds, ramp, 1, work)
     time.sleep(2)
     cpu = cpu_s(proc.pid) - cpu0
     rss = max_rss_kib(proc.pid)

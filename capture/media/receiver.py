@@ -299,6 +299,11 @@ class RtpReceiver:
         """The next output, None when there is none (yet)."""
         return self._events.popleft() if self._events else None
 
+    @property
+    def has_output(self) -> bool:
+        """Whether :meth:`next_event` has something (while batching, one packet in 25 brings output)."""
+        return bool(self._events)
+
     # -- internals --------------------------------------------------------------------
 
     def _take(self, addr: tuple[str, int], ssrc: int) -> None:
