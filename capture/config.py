@@ -115,7 +115,7 @@ class CoreSettings:
     log_format: Literal["text", "json"] = setting("text", "text for people, json for one object per line")
     event_loop: Literal["auto", "asyncio", "uvloop"] = setting(
         "auto",
-        "asyncio's event loop implementation: uvloop (in C; about half the CPU per RTP packet) when "
+        "asyncio's event loop implementation: uvloop (in C; a quarter of the CPU per datagram) when "
         "installed with auto, or the standard library's",
     )
 
