@@ -50,6 +50,9 @@ from adapters.sip.demo import two_voices  # noqa: E402
 from capture.media.g711 import encode_alaw  # noqa: E402
 from capture.media.rtp import build_rtp  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import spyprofile  # noqa: E402
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -258,9 +261,17 @@ def run_sipp(
 
 
 def bench_ours(
-    calls: int, seconds: float, ramp: float, streams: int, pcap: Path, work: Path, repo: Path = REPO
+    calls: int,
+    seconds: float,
+    ramp: float,
+    streams: int,
+    pcap: Path,
+    work: Path,
+    repo: Path = REPO,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
-    """The recorder of the checkout ``repo`` (run with this interpreter: same dependencies) under sipp's load."""
+    """The recorder of the checkout ``repo`` (run with this interpreter: same dependencies) under sipp's
+    load; with ``profile`` (a directory) py-spy samples its loop meanwhile (this perturbs the figures)."""
     name = f"ours-{calls}x{streams}-{random.randrange(1 << 30)}"
     out = work / name
     port = free_port()
@@ -279,7 +290,13 @@ def bench_ours(
     time.sleep(0.5)
     split0 = cpu_split(proc.pid)
     load0 = os.getloadavg()[0]
+    spy = None
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        spy = spyprofile.record(proc.pid, ramp + seconds, profile / f"{name}.raw")
     elapsed, rc, second_sent, load = run_sipp(pcap, port, calls, seconds, ramp, streams, work)
+    if spy is not None:
+        spy.wait(60)
     deadline = time.monotonic() + 60
     while len(list(out.glob("*.vcon"))) < calls and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -300,6 +317,10 @@ def bench_ours(
         recorded += 1
     expected = calls * streams * len(payloads(seconds))
     call_seconds = calls * seconds
+    profiled: dict[str, Any] = {}
+    if profile is not None:
+        raw = profile / f"{name}.raw"
+        profiled["profile"] = {"py_spy_raw": str(raw), **spyprofile.summarize(raw)}
     return {
         "calls": calls,
         "streams_per_call": streams,
@@ -319,6 +340,7 @@ def bench_ours(
         "bye_to_vcon_s_p99": round(sorted(latencies)[int(0.99 * (len(latencies) - 1))], 3) if latencies else None,
         "wall_s": round(elapsed, 1),
         "machine_load_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        **profiled,
     }
 
 
@@ -392,6 +414,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, vCons)")
     parser.add_argument("--before", type=Path, help="checkout of an older commit to compare with, in the same run")
     parser.add_argument("--repeat", type=int, default=1, help="with --before: before/after pairs per N")
+    parser.add_argument("--profile", type=Path, help="py-spy (native frames) the recorder's loop into this directory")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sip.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-sip-"))
@@ -407,7 +430,8 @@ def main() -> int:
             if not args.no_baseline:
                 runs.append({"calls": n, "baresip_one_stream": bench_baresip(n, args.seconds, args.ramp, pcap, work)})
             continue
-        row: dict[str, Any] = {"ours": bench_ours(n, args.seconds, args.ramp, args.streams, pcap, work)}
+        row: dict[str, Any] = {"ours": bench_ours(n, args.seconds, args.ramp, args.streams, pcap, work,
+                                                  profile=args.profile)}  # fmt: skip
         if args.streams == 1 or not args.no_baseline:
             if not args.no_baseline:
                 row["ours_one_stream"] = (
