@@ -11,7 +11,7 @@ import random
 import socket
 from typing import Any, Protocol, cast
 
-from adapters.sip.message import TcpFramer
+from adapters.sip.framing import TcpFramer
 from capture.errors import RemoteProtocolError
 
 RTP_RCVBUF = 1 << 20

@@ -13,7 +13,7 @@ from capture.errors import RemoteProtocolError
 
 MODULES = {
     "sip": ["adapters.sip.message"],
-    "sip_tcp": ["adapters.sip.message"],
+    "sip_tcp": ["adapters.sip.framing", "adapters.sip.message"],
     "sdp": ["adapters.sip.sdp"],
     "multipart": ["adapters.sip.siprec"],
     "metadata": ["adapters.sip.siprec", "adapters.sip.metadata", "adapters.sip.xmlsafe"],
@@ -41,7 +41,7 @@ def sip(data: bytes) -> None:
 
 
 def sip_tcp(data: bytes) -> None:
-    from adapters.sip.message import TcpFramer
+    from adapters.sip.framing import TcpFramer
 
     framer = TcpFramer()
     cut = data[0] % 64 if data else 0

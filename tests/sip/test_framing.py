@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.sip.message import TcpFramer, parse_message
+from adapters.sip.framing import TcpFramer
+from adapters.sip.message import parse_message
 from capture.errors import RemoteProtocolError
 
 HEADERS = [

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.sip.message import TcpFramer, parse_message, parse_name_addr, split_commas, uri_hostport
+from adapters.sip.framing import TcpFramer
+from adapters.sip.message import parse_message, parse_name_addr, split_commas, uri_hostport
 from adapters.sip.sdp import AnsweredStream, build_answer, choose_codecs, parse_sdp
 from adapters.sip.siprec import body_parts, parse_metadata
 from capture.errors import RemoteProtocolError
