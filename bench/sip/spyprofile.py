@@ -22,7 +22,7 @@ LAYERS = (
     ("recording writes (PCM into the WAV)", ("capture/recording.py", "pwrite")),
     ("G.711/G.722 decoding", ("capture/media/decoders.py",)),
     ("RTP receive path in Python (endpoint, receiver, reorder, clock)", ("RtpEndpoint.datagram_received",)),
-    ("SIP signalling (parse, transactions, dialogs, calls)", ("adapters/sip/transport.py", "SipAdapter.")),
+    ("SIP signalling, call setup and teardown (sockets, files)", ("adapters/sip/transport.py", "SipAdapter.")),
     ("pipeline, journal, events", ("capture/pipeline.py", "capture/journal.py", "capture/calls.py")),
     ("uvloop datagram path and recvmsg", ("uv__udp", "recvmsg", "loop___uv_udp_on_receive")),
     ("garbage collector", ("gc_collect",)),
@@ -30,13 +30,15 @@ LAYERS = (
 
 
 def record(pid: int, seconds: float, raw: Path) -> subprocess.Popen[bytes]:
-    """Start sampling ``pid`` for ``seconds`` (100 Hz) into ``raw`` (collapsed stacks)."""
+    """Start sampling ``pid`` for ``seconds`` (100 Hz) into ``raw`` (collapsed stacks; py-spy's own
+    output beside it, ``.log``). Native frames need the target paused per sample (no --nonblocking)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    return subprocess.Popen(
-        [spy, "record", "--native", "--nonblocking", "-r", "100", "-d", str(int(seconds)), "-f", "raw",
-         "-o", str(raw), "--pid", str(pid)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    with raw.with_suffix(".log").open("wb") as log:
+        return subprocess.Popen(
+            [spy, "record", "--native", "-r", "100", "-d", str(int(seconds)), "-f", "raw", "-o", str(raw),
+             "--pid", str(pid)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
 
 
 def layer(stack: str, leaf: str) -> str:
@@ -49,6 +51,9 @@ def layer(stack: str, leaf: str) -> str:
 
 
 def summarize(raw: Path) -> dict[str, Any]:
+    if not raw.exists():
+        log = raw.with_suffix(".log")
+        return {"error": log.read_text(errors="replace")[-500:] if log.exists() else "py-spy wrote nothing"}
     layers: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
