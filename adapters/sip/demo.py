@@ -190,10 +190,13 @@ def main(argv: list[str]) -> int:
         print(f"demo: vCon written to {files[-1]}")
         print(_summary(vcon))
         if wait:
-            print(f"demo: the recorder keeps running: see the vCon (waveform, timeline, player) at {console}")
-            print("demo: press Ctrl-C to stop it", flush=True)
             try:
-                recorder.wait()
+                print(f"demo: the recorder keeps running: see the vCon (waveform, timeline, player) at {console}")
+                print("demo: press Ctrl-C to stop it", flush=True)
+                # Waiting in slices, not in one waitpid(): a thread pjsua2 left behind may take the
+                # SIGINT, and only the main thread running Python code then raises KeyboardInterrupt.
+                while recorder.poll() is None:
+                    time.sleep(0.2)
             except KeyboardInterrupt:
                 print("\ndemo: stopping the recorder")
         return 0
