@@ -28,12 +28,19 @@ def ctrl_c(pid: int) -> None:
         os.kill(pid, signal.SIGINT)
 
 
+def as_foreground_job() -> None:
+    """A terminal's shell starts its foreground job with SIGINT at its default. A test run started
+    in the background by a non-interactive shell (a CI runner may) inherits SIGINT ignored, and so
+    would the demo: Python then installs no KeyboardInterrupt and Ctrl-C means nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_demo_shows_the_console_first_and_keeps_the_recorder_until_ctrl_c(tmp_path: Path) -> None:
     out = tmp_path / "out"
     demo = subprocess.Popen(
         [sys.executable, "-c", "import sys; from adapters.sip.demo import main; sys.exit(main(sys.argv[1:]))",
          "--seconds", "2", "--out", str(out), "--wait"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=as_foreground_job,
     )  # fmt: skip
     lines: list[str] = []
     try:
