@@ -3,6 +3,7 @@ the vCon, then the recorder (and its console, showing that vCon) kept running un
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -41,6 +42,7 @@ def test_demo_shows_the_console_first_and_keeps_the_recorder_until_ctrl_c(tmp_pa
         [sys.executable, "-c", "import sys; from adapters.sip.demo import main; sys.exit(main(sys.argv[1:]))",
          "--seconds", "2", "--out", str(out), "--wait"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=as_foreground_job,
+        start_new_session=True,  # its own process group: a failure takes the recorder down with it
     )  # fmt: skip
     lines: list[str] = []
     try:
@@ -71,6 +73,8 @@ def test_demo_shows_the_console_first_and_keeps_the_recorder_until_ctrl_c(tmp_pa
         if demo.poll() is None:
             demo.kill()
             demo.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(demo.pid, signal.SIGKILL)  # the recorder, if the demo could not stop it
     assert demo.returncode == 0, text + rest
     assert "stopping the recorder" in rest
     try:
