@@ -24,7 +24,7 @@ from adapters.ami.settings import SECRET_ENV, AmiSettings
 from adapters.ami.tracker import CallTracker
 from capture.adapter import Adapter, Capture
 from capture.errors import AuthenticationError, ConfigError, RemoteProtocolError
-from capture.events import CallStarted, CaptureEvent, MediaRecorded, MediaUnavailable
+from capture.events import CallStarted, CaptureEvent, CaptureNoted, MediaRecorded, MediaUnavailable
 from capture.logs import call_scope
 from capture.settings import read_secret, split_hostport
 
@@ -198,6 +198,24 @@ class AmiAdapter(Adapter):
                 extra={"call_id": cmd.call_id, "channel": cmd.channel, "reason": reply.message},
             )
             self.tracker.mixmonitor_failed(cmd.call_id, cmd.stream_id, reply.message or "error")
+
+    async def pause_media(self, call_id: str, paused: bool) -> None:
+        """The API paused (or resumed) one of our calls: mute (or unmute) its MixMonitors, so the
+        files Asterisk writes hold silence for the paused stretch. A mute that fails is noted in
+        the vCon (the PBX's file may then hold what was said)."""
+        for channel in self.tracker.pause(call_id, paused):
+            fields = {"Channel": channel, "Direction": "both", "State": "1" if paused else "0"}
+            try:
+                reply = await self.client.action("MixMonitorMute", fields)
+                failure = None if reply.ok else reply.message or "error"
+            except (TimeoutError, ConnectionError) as exc:
+                failure = str(exc) or type(exc).__name__
+            if failure is not None:
+                what = "mute" if paused else "unmute"
+                extra = {"call_id": call_id, "channel": channel, "state": fields["State"], "reason": failure}
+                log.warning("ami.mixmonitor_mute_failed", extra=extra)
+                note = f"MixMonitorMute ({what}) on {channel} failed: {failure}"
+                self.capture.emit(CaptureNoted(call_id=call_id, at=self.capture.now(), key="ami_pause", value=note))
 
     async def _inspect(self, cmd: InspectChannel) -> None:
         values: dict[str, str] = {}

@@ -131,6 +131,8 @@ class Call:
     "Taken over from a previous run of the recorder (its vCon is already open)."
     quick_end: bool = False
     "No Cdr will come (the PBX restarted): finish without waiting for them."
+    paused_by: str | None = None
+    "Who paused the recording (MixMonitor muted): 'api' through the recorder, 'pbx' by itself; None: recording."
 
     def live(self) -> list[Channel]:
         return [c for c in self.channels.values() if not c.hung_up]

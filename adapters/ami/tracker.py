@@ -31,7 +31,7 @@ from adapters.ami.resync import Resync
 from adapters.ami.state import Call, Channel, Hangup
 from adapters.ami.transfers import Transfers
 from capture.adapter import ResumedCall
-from capture.events import CallAnswered, CallEnded, DtmfReceived, HoldChanged
+from capture.events import CallAnswered, CallEnded, DtmfReceived, HoldChanged, RecordingPaused, RecordingResumed
 from capture.logs import call_scope
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,8 @@ class CallTracker:
                 if not self.monitors.started(call, chan, at):
                     with self.book.scope(call.call_id):
                         log.warning("ami.second_mixmonitor", extra={"call_id": call.call_id, "channel": chan.name})
+            case "MixMonitorMute":
+                self._muted(call, chan, msg.get("State") == "1", at, out)
             case "CoreShowChannel":
                 self.resyncs.listed(call, chan, msg, now, out)
             case "Hangup":
@@ -178,6 +180,26 @@ class CallTracker:
     def inspected(self, call_id: str, uniqueid: str, values: dict[str, str], now: datetime) -> list[Output]:
         """The answer to an :class:`~adapters.ami.commands.InspectChannel` (empty if it failed)."""
         return self.resyncs.inspected(call_id, uniqueid, values, now)
+
+    def pause(self, call_id: str, paused: bool) -> list[str]:
+        """The recorder's API paused (or resumed) the call: the channels whose MixMonitor to mute
+        (or unmute). The PBX's MixMonitorMute events that follow are the echo of it, not news."""
+        call = self.book.calls.get(call_id)
+        if call is None:
+            return []
+        call.paused_by = "api" if paused else None
+        return [r.channel.name for r in call.recordings if r.failure is None and not r.channel.hung_up]
+
+    def _muted(self, call: Call, chan: Channel, muted: bool, at: datetime, out: list[Output]) -> None:
+        """A MixMonitor was muted or unmuted at the PBX (dialplan, another AMI client): the
+        recording is paused by the PBX from then on (its file holds silence), unless we asked."""
+        if call.paused_by == "api" or (call.paused_by is None) != muted:
+            return
+        call.paused_by = "pbx" if muted else None
+        if muted:
+            out.append(RecordingPaused(call_id=call.call_id, at=at, by="pbx", reason=f"MixMonitorMute on {chan.name}"))
+        else:
+            out.append(RecordingResumed(call_id=call.call_id, at=at, by="pbx"))
 
     def mixmonitor_failed(self, call_id: str, stream_id: str, reason: str) -> None:
         """The MixMonitor action for ``stream_id`` was refused."""

@@ -104,6 +104,8 @@ class Monitor:
     handles: dict[str, BinaryIO] = field(default_factory=dict)
     closed: bool = False
     torn: bool = False
+    muted: bool = False
+    "MixMonitorMute State 1: app_mixmonitor writes silence in place of the audio (the file keeps its length)."
 
 
 def _header(frames: int) -> bytes:
@@ -250,6 +252,8 @@ class LabServer(ReplayServer):
     def answer(self, name: str, fields: dict[str, str], aid: list[tuple[str, str]]) -> bytes:
         if name == "Getvar":
             return self._getvar(fields, aid)
+        if name == "MixMonitorMute":
+            return self._mute(fields, aid)
         return super().answer(name, fields, aid)
 
     def _core_show_channels(self, aid: list[tuple[str, str]]) -> bytes:
@@ -302,6 +306,18 @@ class LabServer(ReplayServer):
         start = [("Event", "MixMonitorStart"), ("Privilege", "call,all"), ("Timestamp", f"{now:.6f}")]
         return render([("Response", "Success"), *aid]) + render([*start, *self.channels[uid].items()])
 
+    def _mute(self, fields: dict[str, str], aid: list[tuple[str, str]]) -> bytes:
+        uid = next((u for u, c in self.channels.items() if c.get("Channel") == fields.get("Channel")), None)
+        mons = [m for m in self.monitors if m.uniqueid == uid and not m.closed]
+        if uid is None or not mons:
+            return render([("Response", "Error"), *aid, ("Message", "Cannot set mute flag")])
+        self.advance(self.now())  # what came before the mute is written as it was
+        for mon in mons:
+            mon.muted = fields.get("State") == "1"
+        event = [("Event", "MixMonitorMute"), ("Privilege", "call,all"), ("Timestamp", f"{self.now():.6f}")]
+        tail = [("Direction", fields.get("Direction", "both")), ("State", fields.get("State", "0"))]
+        return render([("Response", "Success"), *aid]) + render([*event, *self.channels[uid].items(), *tail])
+
     # -- the files --------------------------------------------------------------------
 
     def advance(self, until: float) -> None:
@@ -323,6 +339,8 @@ class LabServer(ReplayServer):
             for leg, path in mon.paths.items():
                 freqs = own if leg == "rx" else heard if leg == "tx" else own + heard
                 samples = sum((AMPLITUDE * np.sin(2 * np.pi * f * t) for f in freqs), np.zeros(len(t)))
+                if mon.muted:
+                    samples = np.zeros(len(t))
                 handle = mon.handles.get(leg)
                 if handle is None:
                     handle = mon.handles[leg] = path.open("wb")  # created at the first frame, header says 0

@@ -10,9 +10,13 @@ by both WG schemas (vconcheck).
 from __future__ import annotations
 
 import base64
+import json
 import signal
+import socket
 import time
+import urllib.request
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -357,3 +361,52 @@ def test_pbx_crash_ends_the_call_when_the_connection_dropped_and_repairs_the_wav
     end = datetime.fromisoformat(cdr(v)["end"].replace("Z", "+00:00")).timestamp()
     assert abs(end - lab.crashed_at) < 0.5  # when the connection dropped, not the reconnect 2 s later
     assert cdr(v)["hangup_cause"] == "hung up while AMI was disconnected"
+
+
+# -- pause for PCI (issue 15) -------------------------------------------------------------------
+
+
+def test_api_pause_mutes_the_mixmonitor_and_the_paused_audio_is_in_no_file(tmp_path: Path) -> None:
+    """The recorder's API pauses an Asterisk call mid-call: the adapter mutes the MixMonitor
+    (MixMonitorMute, as Asterisk's app_mixmonitor takes it: silence in place of the audio), the
+    PBX's echo of it is not a second pause, and neither the PBX's file nor the vCon holds the
+    voices of the paused stretch. The scene runs in real time (speed 1) so the call lasts 8 s."""
+    monitor = tmp_path / "monitor"
+    monitor.mkdir()
+    lab = LabServer(scene(FINAL, "1795929777.0"), monitor, speed=1.0)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        api = f"http://127.0.0.1:{s.getsockname()[1]}"
+    with _threaded(lab) as port:
+        proc = run_cli(tmp_path, port, *LAB_FLAGS, "--api-listen", api.removeprefix("http://"))
+        try:
+            deadline = time.monotonic() + 30
+            while not any(m.written > RATE for m in lab.monitors):  # a second of the call recorded
+                assert time.monotonic() < deadline and proc.poll() is None, "no recording started"
+                time.sleep(0.05)
+            with urllib.request.urlopen(f"{api}/api/calls", timeout=10) as reply:
+                (call,) = json.loads(reply.read())
+            post = partial(urllib.request.urlopen, timeout=10)
+            post(urllib.request.Request(f"{api}/api/calls/{call['vcon_uuid']}/pause", data=b'{"reason": "card"}'))
+            time.sleep(2.0)
+            post(urllib.request.Request(f"{api}/api/calls/{call['vcon_uuid']}/resume", data=b""))
+            wait_for_vcons(proc, tmp_path / "out", 1, timeout=60)
+            stop(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    mutes = [(f["Channel"], f["State"]) for name, f in lab.actions if name == "MixMonitorMute"]
+    (mon,) = lab.monitors
+    assert mutes == [(mon.channel, "1"), (mon.channel, "0")]
+    (v,) = load_vcons(tmp_path / "out")
+    (pause,) = next(a for a in v["attachments"] if a["purpose"] == "recording_pauses")["body"]
+    assert (pause["by"], pause["reason"]) == ("api", "card")
+    (rec,) = dialogs(v, "recording")
+    for where, samples in (("vCon", audio(rec)), ("PBX file", read_audio(mon.paths["mix"].read_bytes(), RATE)[0])):
+        heard = voices(samples)
+        silent = [i for i, w in enumerate(heard) if not w]
+        assert silent, f"{where}: the paused stretch still holds voices: {heard}"
+        run = silent[-1] - silent[0] + 1
+        assert run == len(silent) and 1.5 <= run * 0.25 <= 2.75, f"{where}: one silent stretch of ~2 s: {heard}"
+        assert heard[0] == heard[-1] == {"alice", "bob"}, f"{where}: the voices before and after the pause"

@@ -294,6 +294,50 @@ def test_hold_dtmf_mixmonitor_filename_and_mapped_cdr() -> None:
     assert out[-2].fields["asterisk_cdr"][0]["Disposition"] == "ANSWERED"
 
 
+def test_mixmonitor_mute_is_a_pause_by_the_pbx_and_an_api_pause_mutes_the_recorded_channel() -> None:
+    """Synthetic events shaped as Asterisk 22 sends them (the lab traffic has no mute): a
+    MixMonitorMute from the dialplan pauses the recording (by the PBX) and its unmute resumes it;
+    a pause through the recorder's API names the channel to mute, and the PBX's echo of that mute
+    is not a second pause."""
+    t = CallTracker(mixmonitor="dialplan", cdr_wait_s=0)
+    a, b = ("L.1", "PJSIP/alice-00000001"), ("L.2", "PJSIP/bob-00000002")
+    out: list = []
+    at = T0
+
+    def feed(*messages: Message) -> None:
+        nonlocal at
+        for m in messages:
+            at += STEP
+            out.extend(t.handle(m, at))
+
+    feed(
+        chan_event("Newchannel", *a, state="Ring", num="+4930123456", cid_name="Alice"),
+        chan_event("DialBegin", *a, state="Ring", DestUniqueid="L.2"),
+        chan_event("Newchannel", *b, state="Down", num="200", cid_name="Bob"),
+        chan_event("DialEnd", *a, state="Ring", DestUniqueid="L.2", DialStatus="ANSWER"),
+        chan_event("BridgeEnter", *a, BridgeUniqueid="br"),
+        chan_event("BridgeEnter", *b, BridgeUniqueid="br"),
+        chan_event("MixMonitorStart", *a),
+        chan_event("MixMonitorMute", *a, Direction="both", State="1"),
+        chan_event("MixMonitorMute", *a, Direction="both", State="1"),  # said twice: one pause
+        chan_event("MixMonitorMute", *a, Direction="both", State="0"),
+    )
+    paused = [o for o in out if isinstance(o, ev.RecordingPaused | ev.RecordingResumed)]
+    assert [(o.kind, o.by, o.at) for o in paused] == [
+        ("recording_paused", "pbx", T0 + 8 * STEP),
+        ("recording_resumed", "pbx", T0 + 10 * STEP),
+    ]
+    assert paused[0].reason == "MixMonitorMute on PJSIP/alice-00000001"
+
+    out.clear()
+    assert t.pause(t.active_calls[0], True) == ["PJSIP/alice-00000001"]
+    feed(chan_event("MixMonitorMute", *a, Direction="both", State="1"))  # the echo of our own action
+    assert t.pause(t.active_calls[0], False) == ["PJSIP/alice-00000001"]
+    feed(chan_event("MixMonitorMute", *a, Direction="both", State="0"))
+    assert not [o for o in out if isinstance(o, ev.RecordingPaused | ev.RecordingResumed)]
+    assert t.pause("no-such-call", True) == []
+
+
 def test_split_directions_asks_for_two_legs() -> None:
     _, out = run("cacofonisk_ab_success_a_hangup.ami", split_directions=True)
     (start,) = [o for o in out if isinstance(o, StartMixMonitor)]
