@@ -230,9 +230,10 @@ def parse_message(data: bytes, *, datagram: bool = False) -> SipMessage:
     msg.latin1_headers = latin1
     length = msg.get("Content-Length")
     if length is not None:
-        if not (length.strip().isascii() and length.strip().isdigit()):
+        digits = length.strip()  # what is checked is what is read (strip() takes \x1c-\x1f, int() does not)
+        if not (digits.isascii() and digits.isdigit()):
             raise RemoteProtocolError(f"bad Content-Length {length!r}", excerpt=data)
-        n = int(length)
+        n = int(digits)
         if n > len(body) and not datagram:
             raise RemoteProtocolError("body shorter than Content-Length", excerpt=data)
         if datagram and (n > len(body) or body[n:].strip(b"\r\n\t \x00")):

@@ -136,7 +136,9 @@ def _rtpmap(arg: str) -> Codec | None:
     rate = re.match(r"[0-9]+", pieces[1].strip()) if len(pieces) >= 2 else None
     if not (pt.isascii() and pt.isdigit()) or int(pt) > 127 or not pieces[0].strip() or rate is None:
         return None
-    channels = int(pieces[2]) if len(pieces) > 2 and pieces[2].strip().isascii() and pieces[2].strip().isdigit() else 1
+    count = pieces[2].strip() if len(pieces) > 2 else ""
+    # The stripped text is what is read: str.strip() also takes characters int() refuses (\x1c-\x1f).
+    channels = int(count) if count.isascii() and count.isdigit() else 1
     return Codec(int(pt), pieces[0].strip().upper(), int(rate.group(0)), max(channels, 1))
 
 

@@ -206,3 +206,10 @@ def test_body_and_metadata_parsers_raise_only_remote_protocol_error(data: bytes,
             parse()
         except RemoteProtocolError:
             pass
+
+
+def test_rtpmap_channel_count_with_a_control_character_is_read_not_raised() -> None:
+    """Found by the sdp fuzz target: ``str.strip()`` takes \\x1c-\\x1f, ``int()`` does not."""
+    sdp = parse_sdp(b"v=0\r\nm=audio 4000 RTP/AVP 9\r\na=rtpmap:9 G722/8000/1\x1f/x\r\n")
+    (codec, _) = choose_codecs(sdp.media[0])
+    assert codec is not None and (codec.name, codec.channels) == ("G722", 1)
