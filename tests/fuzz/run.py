@@ -2,12 +2,15 @@
 
     python tests/fuzz/run.py TARGET SECONDS CORPUS_DIR [ARTIFACT_DIR]
 
-Exit code 0: no finding within the time; non-zero: a crash, its input saved under ARTIFACT_DIR
-(``crash-<sha1>``). New interesting inputs are added to CORPUS_DIR (seed it with a copy).
+``FUZZ_SEED`` and ``FUZZ_RUNS`` (environment) fix libFuzzer's seed and number of runs: the
+same inputs on every machine (the suite's short runs). Exit code 0: no finding within the
+time; non-zero: a crash, its input saved under ARTIFACT_DIR (``crash-<sha1>``). New
+interesting inputs are added to CORPUS_DIR (seed it with a copy).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +30,8 @@ def main() -> None:
     flags = [
         sys.argv[0],
         f"-max_total_time={seconds}",
+        *([f"-seed={os.environ['FUZZ_SEED']}"] if os.environ.get("FUZZ_SEED") else []),
+        *([f"-runs={os.environ['FUZZ_RUNS']}"] if os.environ.get("FUZZ_RUNS") else []),
         "-timeout=5",
         "-rss_limit_mb=1024",
         "-max_len=65536",
